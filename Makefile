@@ -1,0 +1,48 @@
+# One entry point for developers and CI. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+PY := $(VENV)/bin/python
+
+.PHONY: help install test check lint format typecheck demo bench clean compose-check
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet 'uv==0.13.9'
+
+$(VENV)/.installed: uv.lock pyproject.toml $(wildcard packages/*/pyproject.toml services/*/pyproject.toml) | $(UV)
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv/ with the services, gatewayctl and the dev tools (from uv.lock)
+
+test: install ## Run every test (unit, integration against Redis+Mosquitto on loopback, system)
+	$(PY) -m pytest
+
+lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: install ## mypy --strict
+	$(VENV)/bin/mypy
+
+check: lint typecheck test ## Lint, types and tests: what CI runs
+
+demo: install ## The whole gateway on a simulated modem, readings shown live (Ctrl-C stops it)
+	$(PY) scripts/demo.py
+
+bench: install ## Benchmarks: print what they measure on this machine
+	$(PY) bench/run.py
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The contract between the gateway services: stream names, entry schema, settings, logging."""

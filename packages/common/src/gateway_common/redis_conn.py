@@ -1,0 +1,39 @@
+"""The one place that builds Redis clients (redis-py) and names the "Redis is away" errors."""
+
+from __future__ import annotations
+
+import redis
+from redis.exceptions import BusyLoadingError, ResponseError
+
+__all__ = ["REDIS_UNAVAILABLE", "connect", "ensure_group"]
+
+#: Errors after which a service waits and retries instead of failing a message.
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    BusyLoadingError,
+)
+
+#: A blocking read (XREADGROUP BLOCK) must never block longer than this socket timeout.
+SOCKET_TIMEOUT_S = 10.0
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for `url` (`redis://`, `rediss://` or `unix://`); it connects lazily."""
+    client: redis.Redis = redis.Redis.from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=5.0,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+    return client
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    """Create the consumer group (and the stream) if it does not exist yet; reading starts at 0."""
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

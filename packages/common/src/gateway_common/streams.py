@@ -1,0 +1,48 @@
+"""Names of the Redis keys and consumer groups that the services share.
+
+These names are part of the published contract (docs/architecture.md): tools outside the code
+depend on them, so they are built here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DECODER_GROUP", "ENTRY_FIELD", "PUBLISHER_GROUP", "StreamKeys"]
+
+DECODER_GROUP = "decoder"
+PUBLISHER_GROUP = "publisher"
+
+#: Every stream entry holds exactly one field, whose value is the msgpack-encoded entry.
+ENTRY_FIELD = b"d"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamKeys:
+    """The Redis keys of one gateway, all under the prefix `GATEWAY_STREAM_PREFIX`."""
+
+    prefix: str
+
+    @property
+    def frames(self) -> str:
+        """Complete, CRC-checked ALP_DATA frames, written by ingest."""
+        return f"{self.prefix}:frames"
+
+    @property
+    def records(self) -> str:
+        """Decoded records, written by the decoders."""
+        return f"{self.prefix}:records"
+
+    @property
+    def dead(self) -> str:
+        """Dead letters: what could not be decoded, attributed or published, with the reason."""
+        return f"{self.prefix}:dead"
+
+    @property
+    def devices(self) -> str:
+        """Hash of the devices the publisher has seen: device id -> msgpack registry entry."""
+        return f"{self.prefix}:devices"
+
+    def health(self, service: str, consumer: str) -> str:
+        """Key of a service replica's health record (a value with a time-to-live)."""
+        return f"{self.prefix}:health:{service}:{consumer}"
