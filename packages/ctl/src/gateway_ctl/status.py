@@ -1,0 +1,150 @@
+"""What `gatewayctl status` reports: stream lengths, consumer groups, devices, publishing delay.
+
+Everything comes from a handful of O(1) or O(log n) Redis commands (XLEN, XINFO GROUPS,
+XINFO CONSUMERS, XPENDING summary, XRANGE COUNT 1, HLEN, TIME), so it is cheap on a busy gateway.
+`lag` is Redis 7's count of entries not yet delivered to the group; Redis reports it as null when
+it cannot tell (after deletions), and so do we. A group that does not exist yet (its service never
+started) has `pending`, `lag` and its consumer list null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import ResponseError
+
+from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP
+
+if TYPE_CHECKING:
+    import redis
+
+    from gateway_common.streams import StreamKeys
+
+__all__ = ["ConsumerStatus", "GatewayStatus", "GroupStatus", "collect_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStatus:
+    name: str
+    pending: int
+    idle_ms: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "pending": self.pending, "idle_ms": self.idle_ms}
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStatus:
+    name: str
+    pending: int
+    lag: int | None
+    last_delivered_id: str
+    consumers: tuple[ConsumerStatus, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStatus:
+    prefix: str
+    frames_length: int
+    records_length: int
+    dead_length: int
+    devices: int
+    decoder: GroupStatus | None
+    publisher: GroupStatus | None
+    oldest_unpublished_age_s: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "streams": {
+                "frames": _stream_json(self.frames_length, self.decoder),
+                "records": _stream_json(self.records_length, self.publisher),
+                "dead": {"length": self.dead_length},
+            },
+            "devices": self.devices,
+            "consumers": {
+                DECODER_GROUP: _consumers_json(self.decoder),
+                PUBLISHER_GROUP: _consumers_json(self.publisher),
+            },
+            "oldest_unpublished_age_s": self.oldest_unpublished_age_s,
+        }
+
+
+def _stream_json(length: int, group: GroupStatus | None) -> dict[str, Any]:
+    return {
+        "length": length,
+        "pending": None if group is None else group.pending,
+        "lag": None if group is None else group.lag,
+    }
+
+
+def _consumers_json(group: GroupStatus | None) -> list[dict[str, Any]] | None:
+    return None if group is None else [consumer.as_json() for consumer in group.consumers]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _group(client: redis.Redis, stream: str, name: str) -> GroupStatus | None:
+    try:
+        groups = client.xinfo_groups(stream)
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return None
+        raise
+    info = next((g for g in groups if _text(g["name"]) == name), None)
+    if info is None:
+        return None
+    consumers = tuple(
+        ConsumerStatus(_text(c["name"]), int(c["pending"]), int(c["idle"]))
+        for c in client.xinfo_consumers(stream, name)
+    )
+    lag = info.get("lag")
+    return GroupStatus(
+        name=name,
+        pending=int(info["pending"]),
+        lag=None if lag is None else int(lag),
+        last_delivered_id=_text(info["last-delivered-id"]),
+        consumers=consumers,
+    )
+
+
+def _oldest_unpublished_id(
+    client: redis.Redis, stream: str, group: GroupStatus | None
+) -> str | None:
+    """The oldest record the publisher has not acknowledged: pending first, then undelivered."""
+    if group is not None and group.pending:
+        oldest_pending = client.xpending(stream, group.name)["min"]
+        if oldest_pending is not None:
+            return _text(oldest_pending)
+    start = "-" if group is None else "(" + group.last_delivered_id
+    entries = client.xrange(stream, min=start, max="+", count=1)
+    first_id = entries[0][0] if entries else None
+    return None if first_id is None else _text(first_id)
+
+
+def _age_s(client: redis.Redis, entry_id: str | None) -> float | None:
+    """Age of an entry from the millisecond time in its id, measured by the Redis clock."""
+    if entry_id is None:
+        return None
+    seconds, microseconds = client.time()
+    now_ms = seconds * 1000 + microseconds // 1000
+    return round(max(0, now_ms - int(entry_id.split("-")[0])) / 1000, 3)
+
+
+def collect_status(client: redis.Redis, keys: StreamKeys) -> GatewayStatus:
+    """Read the state of the gateway whose keys are `keys`."""
+    decoder = _group(client, keys.frames, DECODER_GROUP)
+    publisher = _group(client, keys.records, PUBLISHER_GROUP)
+    oldest = _oldest_unpublished_id(client, keys.records, publisher)
+    return GatewayStatus(
+        prefix=keys.prefix,
+        frames_length=int(client.xlen(keys.frames)),
+        records_length=int(client.xlen(keys.records)),
+        dead_length=int(client.xlen(keys.dead)),
+        devices=int(client.hlen(keys.devices)),
+        decoder=decoder,
+        publisher=publisher,
+        oldest_unpublished_age_s=_age_s(client, oldest),
+    )

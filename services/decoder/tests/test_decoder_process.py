@@ -1,0 +1,153 @@
+"""The decoder as a process: configuration errors, and Redis going away and coming back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from gateway_common.entries import FrameEntry, decode_record, encode
+from gateway_simulator import alp as sim
+
+from .conftest import wait_until
+
+DECODER = Path(sys.executable).with_name("gateway-decoder")
+
+
+def test_bad_setting_exits_2_naming_the_variable():
+    env = {**os.environ, "GATEWAY_CLAIM_IDLE_MS": "abc"}
+    result = subprocess.run(
+        [str(DECODER)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "GATEWAY_CLAIM_IDLE_MS" in lines[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """A throw-away redis-server of this test's own, without persistence, that can be killed."""
+
+    def __init__(self, port: int, directory: Path) -> None:
+        self.port = port
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> redis.Redis:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port)
+
+        def ready() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_until(ready)
+        return client
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(_free_port(), tmp_path)
+    yield server
+    server.kill()
+
+
+def _frames(client: redis.Redis, count: int) -> None:
+    status = sim.InterfaceStatus(address=b"\xab\xcd", address_type=sim.AddressType.VID)
+    for n in range(count):
+        alp = sim.unsolicited_message(51, sim.button_file(n, 1, 1), status)
+        client.xadd("gw:frames", {b"d": encode(FrameEntry(alp, time.time(), n))})
+
+
+@pytest.mark.integration
+def test_waits_for_redis_and_resumes_after_it_restarts(private_redis, start_decoder):
+    decoder = start_decoder(
+        redis_url=f"redis://127.0.0.1:{private_redis.port}/0", stream_prefix="gw"
+    )
+    wait_until(lambda: decoder.metric("gateway_decoder_redis_errors_total") >= 2)
+    assert decoder.thread.is_alive()
+
+    client = private_redis.start()
+    _frames(client, 5)
+    wait_until(lambda: client.xlen("gw:records") == 5)
+
+    private_redis.kill()  # Redis lost, with all its data (no persistence): the group is gone
+    time.sleep(0.3)
+    assert decoder.thread.is_alive()
+    client = private_redis.start()
+    _frames(client, 3)
+    wait_until(lambda: client.xlen("gw:records") == 3)
+    records = [decode_record(f[b"d"]) for _, f in client.xrange("gw:records")]
+    assert {record.device_id for record in records} == {"ABCD"}
+    decoder.halt()
+
+
+@pytest.mark.integration
+def test_console_script_decodes_and_stops_on_sigterm(redis_url, streams):
+    env = {
+        **os.environ,
+        "GATEWAY_REDIS_URL": redis_url,
+        "GATEWAY_STREAM_PREFIX": streams.keys.prefix,
+        "GATEWAY_CONSUMER_NAME": "process-test",
+        "GATEWAY_BLOCK_MS": "100",
+        "GATEWAY_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [str(DECODER)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        status = sim.InterfaceStatus(address=b"\x00\x0b\x57\x00\x00\x91\x51\xdc")
+        (frame_id,) = streams.add_frames(
+            [sim.unsolicited_message(62, sim.energy_config_file(600, enabled=True), status)]
+        )
+        wait_until(lambda: streams.outputs() == 1)
+        (record,) = streams.records()
+        assert (record.device_id, record.kind, record.frame_id) == (
+            "B5700009151DC",
+            "energy_config",
+            frame_id,
+        )
+        assert record.fields == {"interval_s": 600, "enabled": True}
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0, stderr
+    assert '"event": "decoder_stopped"' in stderr

@@ -1,0 +1,179 @@
+"""Frames to the Redis stream: the only module of ingest that talks to Redis.
+
+The serial reader hands frames to `FrameSink.put`, which never blocks: frames wait in a bounded
+in-memory buffer and a writer thread appends them to `{p}:frames` in order, a batch per round trip
+(MULTI/EXEC, so a batch is written whole or not at all). While Redis is unreachable the writer
+retries with capped backoff and the buffer fills; beyond `buffer_frames` frames the **oldest** are
+dropped (counted, logged): for cumulative meter readings the newest frames carry the
+most value, and the stream stays in order. Delivery to Redis is at least once: if the connection
+drops after EXEC reached Redis but before its reply, that batch is written again on retry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from time import monotonic
+from typing import TYPE_CHECKING
+
+import redis
+
+from gateway_common.backoff import Backoff
+from gateway_common.entries import FrameEntry, encode
+from gateway_common.logs import get_logger
+from gateway_common.redis_conn import REDIS_UNAVAILABLE
+from gateway_common.streams import ENTRY_FIELD
+
+if TYPE_CHECKING:
+    from gateway_ingest.metrics import IngestMetrics
+
+__all__ = ["FrameSink"]
+
+_JOIN_MARGIN_S = 1.0
+_WRITE_ERRORS: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE, redis.ResponseError)
+
+log = get_logger(__name__)
+
+
+class FrameSink:
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str,
+        metrics: IngestMetrics,
+        *,
+        buffer_frames: int,
+        batch_frames: int,
+        backoff_max_s: float,
+    ) -> None:
+        self._client = client
+        self._stream = stream
+        self._metrics = metrics
+        self._capacity = buffer_frames
+        self._batch_frames = batch_frames
+        self._backoff = Backoff(initial_s=0.05, max_s=backoff_max_s)
+        self._queue: deque[bytes] = deque()
+        self._in_flight = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._deadline = float("inf")
+        self._wake = threading.Event()
+        self._overflowing = False
+        self._overflow_dropped = 0
+        self._failing = False
+        self._thread = threading.Thread(target=self._run, name="frame-sink", daemon=True)
+
+    @property
+    def buffered(self) -> int:
+        """Frames read but not yet accepted by Redis."""
+        with self._cond:
+            return len(self._queue) + self._in_flight
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, entry: FrameEntry) -> None:
+        """Queue one frame for the stream; never blocks on Redis."""
+        data = encode(entry)
+        with self._cond:
+            self._queue.append(data)
+            self._enforce_capacity()
+            self._metrics.buffered_frames.set(len(self._queue) + self._in_flight)
+            self._cond.notify()
+
+    def stop(self, flush_timeout_s: float) -> int:
+        """Write what is buffered (for at most `flush_timeout_s`), stop; return frames left."""
+        with self._cond:
+            self._stopping = True
+            self._deadline = monotonic() + flush_timeout_s
+            self._cond.notify()
+        self._wake.set()
+        if self._thread.is_alive():
+            # A write in progress can outlast the deadline by up to the socket timeout.
+            self._thread.join(flush_timeout_s + _JOIN_MARGIN_S)
+        with self._cond:
+            left = len(self._queue) + self._in_flight
+            self._metrics.buffered_frames.set(left)
+        if left:
+            self._metrics.dropped_frames.labels(reason="unflushed").inc(left)
+            log.error("frames_unflushed", frames=left, stream=self._stream)
+        return left
+
+    def _enforce_capacity(self) -> None:
+        """Drop the oldest queued frames beyond capacity (caller holds the lock).
+
+        Frames of a batch being written are not counted: if the write fails they go back to the
+        front of the queue, and are then the oldest to drop. So the buffer holds at most
+        `buffer_frames` frames, plus one batch while a write is in progress.
+        """
+        dropped = 0
+        while len(self._queue) > self._capacity:
+            self._queue.popleft()
+            dropped += 1
+        if not dropped:
+            return
+        self._metrics.dropped_frames.labels(reason="buffer_full").inc(dropped)
+        self._overflow_dropped += dropped
+        if not self._overflowing:
+            self._overflowing = True
+            log.warning("buffer_full_dropping_oldest", capacity=self._capacity, stream=self._stream)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue or monotonic() >= self._deadline:
+                    return
+                batch = [
+                    self._queue.popleft() for _ in range(min(self._batch_frames, len(self._queue)))
+                ]
+                self._in_flight = len(batch)
+            if self._write(batch):
+                self._written(len(batch))
+            else:
+                self._requeue(batch)
+                delay = min(self._backoff.next_delay(), max(0.0, self._deadline - monotonic()))
+                if self._wake.wait(delay):
+                    self._wake.clear()  # a stop request: try once more right away
+
+    def _write(self, batch: list[bytes]) -> bool:
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                for data in batch:
+                    pipe.xadd(self._stream, {ENTRY_FIELD: data})
+                pipe.execute()
+        except _WRITE_ERRORS as exc:
+            report = log.debug if self._failing else log.warning
+            report(
+                "redis_write_failed",
+                error=str(exc),
+                error_type=type(exc).__name__,
+                buffered=self.buffered,
+            )
+            self._failing = True
+            return False
+        if self._failing:
+            self._failing = False
+            log.info("redis_write_resumed", buffered=self.buffered)
+        return True
+
+    def _written(self, count: int) -> None:
+        self._metrics.frames_written.inc(count)
+        self._backoff.reset()
+        with self._cond:
+            self._in_flight = 0
+            buffered = len(self._queue)
+            self._metrics.buffered_frames.set(buffered)
+            if self._overflowing and buffered < self._capacity:
+                log.warning("buffer_overflow_ended", dropped=self._overflow_dropped)
+                self._overflowing = False
+                self._overflow_dropped = 0
+        log.debug("frames_written", frames=count, buffered=buffered, stream=self._stream)
+
+    def _requeue(self, batch: list[bytes]) -> None:
+        with self._cond:
+            self._in_flight = 0
+            self._queue.extendleft(reversed(batch))
+            self._enforce_capacity()
+            self._metrics.buffered_frames.set(len(self._queue))

@@ -1,0 +1,151 @@
+"""Incremental parser of the Sub-IoT serial framing (docs/protocol.md section 1.1).
+
+`Framer.feed` takes bytes exactly as the port delivered them (half a frame, three frames, one
+byte at a time) and returns, in stream order, the complete CRC-checked frames and the framing
+errors. The output does not depend on how the stream was split into reads.
+
+Rules:
+
+- The receiver hunts for the sync pair `C0 00`. Bytes discarded while hunting are reported as one
+  `sync` event per contiguous run, emitted when the next sync is found.
+- A frame whose CRC fails is reported as a `crc` event; only its sync byte is consumed and the hunt
+  resumes one byte after it, so a valid frame that starts anywhere inside the bad frame's claimed
+  length (or right after it) is still found. The rest of the bad frame is then normally reported
+  by one `sync` event.
+- A corrupted length byte can make the framer wait for up to 255 payload bytes. Good frames that
+  arrive meanwhile are kept in the buffer and found as soon as enough bytes have arrived for the
+  CRC check to fail. If the line goes quiet first, the owner of the port calls `drop_partial`
+  after an idle timeout: the partial frame is reported as `truncated` and the buffered bytes are
+  rescanned at once.
+- The buffer is bounded: between calls it holds at most one partial frame (< 262 bytes).
+
+Every byte fed ends up in exactly one place: a frame, the `skipped` count of an event, the
+pending partial frame (`pending_bytes`) or the run of discarded bytes not reported yet
+(`unreported_skipped_bytes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from gateway_common.serial_protocol import HEADER_SIZE, SYNC, crc16
+
+__all__ = ["MAX_FRAME_SIZE", "Frame", "Framer", "FramingError", "FramingEvent"]
+
+MAX_FRAME_SIZE: Final = HEADER_SIZE + 255
+_SYNC_BYTE: Final = SYNC[0]
+
+ErrorKind = Literal["crc", "sync", "truncated"]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A complete frame whose payload passed the CRC check."""
+
+    counter: int
+    message_type: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FramingError:
+    """Bytes the framer had to discard, and why.
+
+    `crc`: a frame whose CRC did not match (`skipped` is 1: its sync byte; the rest is rescanned).
+    `sync`: a run of bytes that did not start with `C0 00`.
+    `truncated`: a partial frame given up by `drop_partial` (`skipped` is 1, the rest rescanned).
+    """
+
+    kind: ErrorKind
+    skipped: int
+    counter: int | None = None
+    """The counter byte of the discarded frame header (`crc`, `truncated`), when known."""
+    length: int | None = None
+    """The payload length the discarded header claimed (`crc`, `truncated`), when known."""
+
+
+FramingEvent = Frame | FramingError
+
+
+class Framer:
+    """Turns a byte stream into frames and framing errors, whatever the read boundaries."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._skipped = 0
+        """Bytes discarded since the last sync, not yet reported."""
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes held back: a partial frame (or a lone trailing 0xC0) waiting for more."""
+        return len(self._buf)
+
+    @property
+    def unreported_skipped_bytes(self) -> int:
+        """Bytes discarded while hunting for sync, reported once the next sync is found."""
+        return self._skipped
+
+    def has_partial(self) -> bool:
+        """True when a started frame (sync seen) waits for more bytes."""
+        return len(self._buf) >= len(SYNC)
+
+    def feed(self, data: bytes) -> list[FramingEvent]:
+        """Add bytes as they were read; return the frames and errors they completed, in order."""
+        self._buf += data
+        return self._parse(0)
+
+    def drop_partial(self) -> list[FramingEvent]:
+        """Give up the partial frame (the line went idle) and rescan the bytes behind its sync."""
+        if not self.has_partial():
+            return []
+        buf = self._buf
+        event = FramingError(
+            "truncated",
+            1,
+            counter=buf[2] if len(buf) > 2 else None,
+            length=buf[4] if len(buf) > 4 else None,
+        )
+        return [event, *self._parse(1)]
+
+    def reset(self) -> int:
+        """Forget everything (the port was reopened); return the number of bytes dropped."""
+        dropped = len(self._buf) + self._skipped
+        self._buf.clear()
+        self._skipped = 0
+        return dropped
+
+    def _parse(self, pos: int) -> list[FramingEvent]:
+        buf = self._buf
+        out: list[FramingEvent] = []
+        end = len(buf)
+        while True:
+            idx = buf.find(SYNC, pos)
+            if idx < 0:
+                # No sync: keep only a trailing 0xC0, which may start the next sync pair.
+                keep = 1 if end > pos and buf[end - 1] == _SYNC_BYTE else 0
+                self._skipped += end - pos - keep
+                pos = end - keep
+                break
+            if idx > pos:
+                self._skipped += idx - pos
+                pos = idx
+            if self._skipped:
+                out.append(FramingError("sync", self._skipped))
+                self._skipped = 0
+            if end - pos < HEADER_SIZE:
+                break
+            length = buf[pos + 4]
+            frame_end = pos + HEADER_SIZE + length
+            if frame_end > end:
+                break
+            payload = bytes(buf[pos + HEADER_SIZE : frame_end])
+            expected = (buf[pos + 5] << 8) | buf[pos + 6]
+            if crc16(payload) == expected:
+                out.append(Frame(counter=buf[pos + 2], message_type=buf[pos + 3], payload=payload))
+                pos = frame_end
+            else:
+                out.append(FramingError("crc", 1, counter=buf[pos + 2], length=length))
+                pos += 1
+        del buf[:pos]
+        return out

@@ -1,0 +1,91 @@
+"""Prometheus metrics of one ingest instance, in a registry of its own (prometheus-client).
+
+A registry per instance lets tests run several ingest loops in one process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["IngestMetrics", "serve"]
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.frames_received = Counter(
+            "gateway_frames_received_total",
+            "ALP_DATA frames received complete and CRC-checked (each is queued for the stream)",
+            registry=registry,
+        )
+        self.frames_written = Counter(
+            "gateway_ingest_frames_written_total",
+            "Frames accepted by Redis (XADD succeeded)",
+            registry=registry,
+        )
+        self.serial_errors = Counter(
+            "gateway_serial_errors_total",
+            "Serial link errors by kind: crc, sync, truncated, counter_gap",
+            ["kind"],
+            registry=registry,
+        )
+        self.discarded_bytes = Counter(
+            "gateway_serial_discarded_bytes_total",
+            "Bytes that were not part of a valid frame",
+            registry=registry,
+        )
+        self.missed_frames = Counter(
+            "gateway_modem_missed_frames_total",
+            "Frames the modem sent that never arrived, from counter gaps",
+            registry=registry,
+        )
+        self.serial_connected = Gauge(
+            "gateway_serial_connected", "1 while the serial port is open", registry=registry
+        )
+        self.buffered_frames = Gauge(
+            "gateway_ingest_buffered_frames",
+            "Frames read but not yet accepted by Redis",
+            registry=registry,
+        )
+        self.dropped_frames = Counter(
+            "gateway_ingest_dropped_frames_total",
+            "Frames dropped because the buffer was full (oldest first) or unflushed at exit",
+            ["reason"],
+            registry=registry,
+        )
+        self.modem_reboots = Counter(
+            "gateway_modem_reboots_total",
+            "REBOOTED frames received, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.other_messages = Counter(
+            "gateway_modem_messages_total",
+            "Frames other than ALP_DATA (not written to the stream), by message type",
+            ["type"],
+            registry=registry,
+        )
+        self.port_reopens = Counter(
+            "gateway_serial_opens_total", "Successful opens of the serial port", registry=registry
+        )
+        for kind in ("crc", "sync", "truncated", "counter_gap"):
+            self.serial_errors.labels(kind=kind)
+
+
+def serve(port: int | None, registry: CollectorRegistry) -> Callable[[], None]:
+    """Serve `/metrics` on `port` when set; return a function that stops the server."""
+    if port is None:
+        return lambda: None
+    server, thread = start_http_server(port, registry=registry)
+
+    def shutdown() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5.0)
+
+    return shutdown

@@ -1,0 +1,121 @@
+"""The serial port, through pyserial: the only module of the gateway that imports it.
+
+`serial_for_url` accepts a device path (`/dev/ttyACM0`, `/dev/serial/by-id/...`) as well as a
+pyserial URL such as `socket://host:port`, which is how a simulator stands in for the modem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import serial
+
+__all__ = ["PortLostError", "SerialLink"]
+
+_MAX_READ_BYTES = 4096
+
+
+def _no_flush() -> None:
+    """Stands in for pyserial's input flush at open."""
+
+
+def _keep_input_at_open(port: serial.Serial) -> None:
+    """Keep the bytes that arrive while the port opens.
+
+    pyserial discards pending input at the end of `open()` (tcflush on a tty; on `socket://` it
+    reads and drops whatever the peer already sent). A peer that starts sending as soon as it is
+    connected would lose its first frame to that race. Stale bytes are harmless instead: the
+    framer drops anything that is not a CRC-checked frame.
+    """
+    port.reset_input_buffer = _no_flush  # type: ignore[method-assign]
+    port._reset_input_buffer = _no_flush  # type: ignore[attr-defined]  # noqa: SLF001
+
+
+class PortLostError(Exception):
+    """The port could not be opened, or vanished (USB unplugged, socket peer closed)."""
+
+
+class SerialLink:
+    """One serial port, opened and reopened by its owner; reads return promptly."""
+
+    def __init__(self, url: str, baudrate: int, read_timeout_s: float) -> None:
+        self.url = url
+        self._baudrate = baudrate
+        self._read_timeout_s = read_timeout_s
+        self._port: serial.Serial | None = None
+        self._counts_waiting = True
+        """Whether `in_waiting` is an exact byte count (a tty) or only a hint (socket://)."""
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    def open(self) -> None:
+        """Open the port (8N1, no flow control, exclusive where the OS supports it)."""
+        self.close()
+        try:
+            port = serial.serial_for_url(
+                self.url,
+                baudrate=self._baudrate,
+                timeout=self._read_timeout_s,
+                exclusive=True,
+                do_not_open=True,
+            )
+            _keep_input_at_open(port)
+            port.open()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise PortLostError(str(exc)) from exc
+        # Typed as returning Serial, serial_for_url returns other SerialBase subclasses for URLs.
+        self._counts_waiting = isinstance(port, serial.Serial)
+        self._port = port
+
+    def read(self) -> bytes:
+        """Wait up to the read timeout for one byte, then take whatever else is already there.
+
+        Returns b"" on timeout. Never waits for a full buffer.
+        """
+        port = self._require_open()
+        try:
+            first = port.read(1)
+            return first + self._drain(port) if first else b""
+        except (serial.SerialException, OSError) as exc:
+            raise PortLostError(str(exc) or type(exc).__name__) from exc
+
+    def read_available(self) -> bytes:
+        """Take what the OS already holds, without waiting (a last drain before exit)."""
+        port = self._require_open()
+        try:
+            return self._drain(port)
+        except (serial.SerialException, OSError) as exc:
+            raise PortLostError(str(exc) or type(exc).__name__) from exc
+
+    def _drain(self, port: serial.Serial) -> bytes:
+        if not self._counts_waiting:
+            # URL handlers (socket://) only tell whether *some* byte waits: read without waiting.
+            port.timeout = 0
+            try:
+                return port.read(_MAX_READ_BYTES)
+            finally:
+                port.timeout = self._read_timeout_s
+        buf = bytearray()
+        while len(buf) < _MAX_READ_BYTES:
+            waiting = port.in_waiting
+            if not waiting:
+                break
+            chunk = port.read(min(waiting, _MAX_READ_BYTES - len(buf)))
+            if not chunk:
+                break
+            buf += chunk
+        return bytes(buf)
+
+    def close(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            # A vanished port has nothing left to release: closing it may fail, harmlessly.
+            with contextlib.suppress(serial.SerialException, OSError):
+                port.close()
+
+    def _require_open(self) -> serial.Serial:
+        if self._port is None:
+            raise PortLostError("port is not open")
+        return self._port

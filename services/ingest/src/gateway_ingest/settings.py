@@ -1,0 +1,29 @@
+"""Configuration of the ingest service, from the environment only (prefix GATEWAY_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from gateway_common.settings import CommonSettings
+
+__all__ = ["IngestSettings"]
+
+
+class IngestSettings(CommonSettings):
+    serial_port: str = Field("/dev/ttyACM0", min_length=1)
+    """A device path or a pyserial URL such as `socket://sim:7000`."""
+    serial_baudrate: int = Field(115200, gt=0)
+    serial_read_timeout_ms: int = Field(100, gt=0, le=5000)
+    """How long one read waits for the first byte; also how quickly a stop is noticed."""
+    partial_frame_timeout_ms: int = Field(1000, gt=0)
+    """Line idle time after which a partial frame is given up and its bytes rescanned."""
+    reopen_backoff_max_s: float = Field(5.0, gt=0)
+    """Cap of the delay between attempts to reopen a lost port."""
+    buffer_frames: int = Field(10000, gt=0)
+    """Frames held in memory while Redis is unreachable; beyond it the oldest are dropped."""
+    write_batch_frames: int = Field(100, gt=0)
+    """Frames written to Redis per round trip (one MULTI/EXEC)."""
+    redis_backoff_max_s: float = Field(5.0, gt=0)
+    """Cap of the delay between attempts to write to an unreachable Redis."""
+    flush_timeout_s: float = Field(5.0, ge=0)
+    """On stop, how long to keep trying to write the frames already read."""

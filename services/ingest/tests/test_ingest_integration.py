@@ -1,0 +1,478 @@
+"""ingest end to end against the real Redis; a TCP server or a pty stands in for the modem."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tty
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from gateway_common.entries import FrameEntry, decode_frame
+from gateway_common.lifecycle import StopSignal
+from gateway_common.serial_protocol import MessageType, RebootReason, encode_frame
+from gateway_common.streams import ENTRY_FIELD, StreamKeys
+from gateway_ingest.ingest import run
+from gateway_ingest.settings import IngestSettings
+
+pytestmark = pytest.mark.integration
+
+REDIS_SERVER = "/usr/bin/redis-server"
+SCRIPT = Path(sys.executable).parent / "gateway-ingest"
+GARBAGE = [b"", b"\x01\x02", b"\xc0", b"\xc0\x55\xff", b"\x00\xc0\xc0", b"\x7e\x0d\x0a"]
+CHUNKS = [1, 2, 3, 5, 8, 13, 21, 64, 7]
+
+T = TypeVar("T")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _eventually(probe: Callable[[], T], timeout_s: float = 5.0) -> T:
+    """Poll `probe` until it returns something truthy (tests only)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
+
+
+class ModemServer:
+    """A TCP server that plays the modem for `socket://127.0.0.1:<port>`."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self._listener: socket.socket | None = None
+        self._conn: socket.socket | None = None
+        self.listen()
+
+    @property
+    def url(self) -> str:
+        return f"socket://127.0.0.1:{self.port}"
+
+    def listen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(1)
+        listener.settimeout(10.0)
+        self._listener = listener
+
+    def accept(self) -> None:
+        assert self._listener is not None
+        self._conn, _ = self._listener.accept()
+
+    def send(self, data: bytes) -> None:
+        """Send in odd chunk sizes, with short pauses, as a UART behind USB would deliver them."""
+        assert self._conn is not None
+        pos = i = 0
+        while pos < len(data):
+            size = CHUNKS[i % len(CHUNKS)]
+            self._conn.sendall(data[pos : pos + size])
+            pos += size
+            i += 1
+            if i % 4 == 0:
+                time.sleep(0.001)
+
+    def close(self) -> None:
+        for sock in (self._conn, self._listener):
+            if sock is not None:
+                sock.close()
+        self._conn = self._listener = None
+
+
+@pytest.fixture
+def modem() -> Iterator[ModemServer]:
+    server = ModemServer()
+    yield server
+    server.close()
+
+
+def _settings(port: str, redis_url: str, prefix: str, **overrides: Any) -> IngestSettings:
+    values: dict[str, Any] = {
+        "serial_port": port,
+        "redis_url": redis_url,
+        "stream_prefix": prefix,
+        "serial_read_timeout_ms": 20,
+        "reopen_backoff_max_s": 0.2,
+        "redis_backoff_max_s": 0.2,
+        "flush_timeout_s": 3.0,
+        "metrics_port": None,
+    }
+    values.update(overrides)
+    return IngestSettings(**values)
+
+
+@contextlib.contextmanager
+def running(settings: IngestSettings) -> Iterator[tuple[CollectorRegistry, threading.Thread]]:
+    stop = StopSignal()
+    registry = CollectorRegistry()
+    thread = threading.Thread(target=run, args=(settings, stop, registry), daemon=True)
+    thread.start()
+    try:
+        yield registry, thread
+    finally:
+        stop.set("test over")
+        thread.join(10.0)
+        assert not thread.is_alive(), "ingest did not stop"
+
+
+def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def _entries(client: redis.Redis, stream: str) -> list[FrameEntry]:
+    out = []
+    for _id, fields in client.xrange(stream):
+        assert set(fields) == {ENTRY_FIELD}
+        out.append(decode_frame(fields[ENTRY_FIELD]))
+    return out
+
+
+def _wait_entries(client: redis.Redis, stream: str, count: int) -> list[FrameEntry]:
+    _eventually(lambda: client.xlen(stream) >= count)
+    return _entries(client, stream)
+
+
+def _alp_frames(first_counter: int, count: int, size: int = 20) -> list[tuple[bytes, int]]:
+    """(payload, counter) of `count` distinct ALP frames."""
+    return [
+        (bytes([(first_counter + i) & 0xFF]) * size + b"\x62\xd7", (first_counter + i) & 0xFF)
+        for i in range(count)
+    ]
+
+
+def _wire(frames: list[tuple[bytes, int]], garbage: bool = True) -> bytes:
+    data = b""
+    for i, (payload, counter) in enumerate(frames):
+        data += (GARBAGE[i % len(GARBAGE)] if garbage else b"") + encode_frame(
+            counter, MessageType.ALP_DATA, payload
+        )
+    return data
+
+
+def _assert_frames(entries: list[FrameEntry], frames: list[tuple[bytes, int]]) -> None:
+    assert [(e.alp, e.counter) for e in entries] == frames
+
+
+# ------------------------------------------------------------------ socket://
+
+
+def test_vectors_over_socket_in_odd_chunks_with_garbage(
+    modem: ModemServer,
+    vectors: list[dict[str, Any]],
+    redis_url: str,
+    redis_client: redis.Redis,
+    stream_prefix: str,
+) -> None:
+    data = b""
+    expected: list[tuple[bytes, int]] = []
+    for i, case in enumerate(vectors):
+        raw = bytes.fromhex(case["frame_hex"])
+        data += GARBAGE[i % len(GARBAGE)] + raw
+        if "alp_hex" in case:
+            expected.append((bytes.fromhex(case["alp_hex"]), raw[2]))
+        elif case["name"] == "bad_crc_then_good":
+            good = raw[raw.index(b"\xc0\x00\x0d") :]
+            expected.append((good[7:], good[2]))
+    stream = StreamKeys(stream_prefix).frames
+
+    with running(_settings(modem.url, redis_url, stream_prefix)) as (registry, _):
+        modem.accept()
+        before = time.time()
+        modem.send(data)
+        entries = _wait_entries(redis_client, stream, len(expected))
+        after = time.time()
+
+        _assert_frames(entries, expected)
+        times = [e.received_at for e in entries]
+        assert times == sorted(times)
+        assert before <= times[0]
+        assert times[-1] <= after
+        assert _sample(registry, "gateway_frames_received_total") == len(expected)
+        assert _eventually(lambda: _sample(registry, "gateway_ingest_frames_written_total"))
+        assert _sample(registry, "gateway_serial_errors_total", kind="crc") == 1
+        # counters 1..11, REBOOTED 1, LOGGING 2, then 13 (12 had the bad CRC): one gap
+        assert _sample(registry, "gateway_serial_errors_total", kind="counter_gap") == 1
+        assert _sample(registry, "gateway_modem_missed_frames_total") == 10
+        reboots = _sample(registry, "gateway_modem_reboots_total", reason="power_on")
+        assert reboots == 1
+        assert _sample(registry, "gateway_modem_messages_total", type="logging") == 1
+        assert _sample(registry, "gateway_serial_connected") == 1
+        assert _eventually(lambda: _sample(registry, "gateway_ingest_buffered_frames") == 0)
+    assert redis_client.xlen(stream) == len(expected)
+
+
+def test_other_message_types_are_counted_not_streamed(
+    modem: ModemServer, redis_url: str, redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    data = (
+        encode_frame(1, MessageType.REBOOTED, bytes([RebootReason.WATCHDOG]))
+        + encode_frame(2, MessageType.PING_RESPONSE, b"\x02")
+        + encode_frame(3, 0x42, b"??")
+        + encode_frame(4, MessageType.LOGGING, b"caf\xc3\xa9")
+        + encode_frame(5, MessageType.ALP_DATA, b"\x20\x33")
+    )
+    stream = StreamKeys(stream_prefix).frames
+    with running(_settings(modem.url, redis_url, stream_prefix)) as (registry, _):
+        modem.accept()
+        modem.send(data)
+        _assert_frames(_wait_entries(redis_client, stream, 1), [(b"\x20\x33", 5)])
+        assert _sample(registry, "gateway_modem_reboots_total", reason="watchdog") == 1
+        for kind in ("rebooted", "ping_response", "unknown", "logging"):
+            assert _sample(registry, "gateway_modem_messages_total", type=kind) == 1
+        assert _sample(registry, "gateway_serial_errors_total", kind="counter_gap") == 0
+
+
+def test_port_lost_and_back(
+    modem: ModemServer, redis_url: str, redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    stream = StreamKeys(stream_prefix).frames
+    first, second = _alp_frames(1, 5), _alp_frames(6, 5)
+    with running(_settings(modem.url, redis_url, stream_prefix)) as (registry, thread):
+        modem.accept()
+        # half a frame before the peer vanishes: garbage once the port is reopened
+        modem.send(_wire(first) + encode_frame(99, MessageType.ALP_DATA, b"lost")[:6])
+        _assert_frames(_wait_entries(redis_client, stream, len(first)), first)
+
+        modem.close()
+        assert _eventually(lambda: _sample(registry, "gateway_serial_connected") == 0)
+        time.sleep(0.3)  # a few failed reopen attempts
+        assert thread.is_alive()
+
+        modem.listen()
+        modem.accept()
+        assert _eventually(lambda: _sample(registry, "gateway_serial_connected") == 1)
+        modem.send(encode_frame(99, MessageType.ALP_DATA, b"lost")[6:] + _wire(second))
+        entries = _wait_entries(redis_client, stream, len(first) + len(second))
+        _assert_frames(entries, first + second)
+        assert _sample(registry, "gateway_serial_opens_total") == 2
+        assert thread.is_alive()
+
+
+def test_corrupted_length_does_not_hold_frames_back_on_an_idle_line(
+    modem: ModemServer, redis_url: str, redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    stream = StreamKeys(stream_prefix).frames
+    frames = _alp_frames(2, 2)
+    # a header claiming 250 payload bytes, then two good frames, then silence
+    bad_header = b"\xc0\x00\x01\x01\xfa\x12\x34"
+    settings = _settings(modem.url, redis_url, stream_prefix, partial_frame_timeout_ms=200)
+    with running(settings) as (registry, _):
+        modem.accept()
+        sent = time.monotonic()
+        modem.send(bad_header + _wire(frames, garbage=False))
+        _assert_frames(_wait_entries(redis_client, stream, len(frames)), frames)
+        assert 0.2 <= time.monotonic() - sent < 2.0
+        assert _sample(registry, "gateway_serial_errors_total", kind="truncated") == 1
+
+
+# ------------------------------------------------------------------ pty
+
+
+def test_pty_raw_bytes_arrive_unmangled(
+    redis_url: str, redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    # every byte value, including CR, LF, XON/XOFF, ^C, DEL, inside payloads and counters
+    frames = [(bytes(range(255)), 0x0D), (bytes(range(1, 256)), 0x11), (b"\x0d\x0a\x03", 0x13)]
+    frames += _alp_frames(0x14, 20)
+    data = _wire(frames)
+    stream = StreamKeys(stream_prefix).frames
+    try:
+        with running(_settings(path, redis_url, stream_prefix)) as (registry, _):
+            assert _eventually(lambda: _sample(registry, "gateway_serial_connected") == 1)
+            for i in range(0, len(data), 50):
+                os.write(master, data[i : i + 50])
+            _assert_frames(_wait_entries(redis_client, stream, len(frames)), frames)
+            assert _sample(registry, "gateway_serial_errors_total", kind="crc") == 0
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+# ------------------------------------------------------------------ Redis away
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, which the test may stop and start again."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                *("--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        try:
+
+            def ping() -> bool:
+                try:
+                    return bool(client.ping())
+                except redis.ConnectionError:
+                    return False
+
+            assert _eventually(ping), "private redis-server did not start"
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    yield server
+    server.stop()
+
+
+def test_frames_buffered_while_redis_is_away(
+    modem: ModemServer, private_redis: PrivateRedis, stream_prefix: str
+) -> None:
+    private_redis.start()
+    client = redis.Redis.from_url(private_redis.url)
+    stream = StreamKeys(stream_prefix).frames
+    before, during, after = _alp_frames(1, 5), _alp_frames(6, 40), _alp_frames(46, 5)
+    settings = _settings(modem.url, private_redis.url, stream_prefix)
+    try:
+        with running(settings) as (registry, _):
+            modem.accept()
+            modem.send(_wire(before))
+            _assert_frames(_wait_entries(client, stream, len(before)), before)
+
+            private_redis.stop()  # no persistence: the restarted server starts empty
+            modem.send(_wire(during))
+            assert _eventually(
+                lambda: _sample(registry, "gateway_ingest_buffered_frames") == len(during)
+            )
+            time.sleep(0.3)  # several failed write attempts
+            assert _sample(registry, "gateway_ingest_buffered_frames") == len(during)
+
+            private_redis.start()
+            _assert_frames(_wait_entries(client, stream, len(during)), during)
+            modem.send(_wire(after))
+            _assert_frames(_wait_entries(client, stream, len(during) + len(after)), during + after)
+            assert (
+                _sample(registry, "gateway_ingest_dropped_frames_total", reason="buffer_full") == 0
+            )
+    finally:
+        client.close()
+
+
+def test_buffer_full_drops_the_oldest(
+    modem: ModemServer, private_redis: PrivateRedis, stream_prefix: str
+) -> None:
+    stream = StreamKeys(stream_prefix).frames
+    frames = _alp_frames(1, 30)
+    settings = _settings(
+        modem.url, private_redis.url, stream_prefix, buffer_frames=10, write_batch_frames=4
+    )
+    client = redis.Redis.from_url(private_redis.url)
+    try:
+        with running(settings) as (registry, _):  # Redis not started yet
+            modem.accept()
+            modem.send(_wire(frames))
+            assert _eventually(
+                lambda: _sample(registry, "gateway_frames_received_total") == len(frames)
+            )
+            assert _sample(registry, "gateway_ingest_buffered_frames") == 10
+            assert (
+                _sample(registry, "gateway_ingest_dropped_frames_total", reason="buffer_full") == 20
+            )
+            private_redis.start()
+            _wait_entries(client, stream, 10)
+            time.sleep(0.1)  # nothing more may come
+            _assert_frames(_entries(client, stream), frames[-10:])
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------ SIGTERM
+
+
+def _scrape(port: int, name: str) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_sigterm_flushes_frames_already_read(
+    modem: ModemServer, private_redis: PrivateRedis, stream_prefix: str
+) -> None:
+    metrics_port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env |= {
+        "GATEWAY_SERIAL_PORT": modem.url,
+        "GATEWAY_REDIS_URL": private_redis.url,  # not started yet: frames wait in the buffer
+        "GATEWAY_STREAM_PREFIX": stream_prefix,
+        "GATEWAY_METRICS_PORT": str(metrics_port),
+        "GATEWAY_REDIS_BACKOFF_MAX_S": "0.2",
+        "GATEWAY_FLUSH_TIMEOUT_S": "20",
+        "GATEWAY_LOG_FORMAT": "json",
+    }
+    frames = _alp_frames(1, 25)
+    proc = subprocess.Popen(
+        [str(SCRIPT)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    client = redis.Redis.from_url(private_redis.url)
+    try:
+        modem.accept()
+        modem.send(_wire(frames))
+        buffered = _eventually(
+            lambda: _scrape(metrics_port, "gateway_ingest_buffered_frames") == len(frames), 10.0
+        )
+        assert buffered, "frames were not read"
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert proc.poll() is None, "ingest exited without flushing"
+        private_redis.start()
+        assert proc.wait(20) == 0
+        _assert_frames(_entries(client, StreamKeys(stream_prefix).frames), frames)
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+    assert '"event": "ingest_stopped"' in stderr
+    assert '"unflushed": 0' in stderr

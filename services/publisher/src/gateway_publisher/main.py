@@ -1,0 +1,77 @@
+"""`gateway-publisher`: wiring only. Settings, logging, clients, then the publishing loop."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY
+
+from gateway_common.lifecycle import StopSignal
+from gateway_common.logs import configure_logging
+from gateway_common.metrics import serve_metrics
+from gateway_common.redis_conn import connect
+from gateway_common.settings import load_settings
+from gateway_common.streams import StreamKeys
+from gateway_publisher.metrics import PublisherMetrics
+from gateway_publisher.mqtt_link import MqttConfig, MqttLink
+from gateway_publisher.publisher import Publisher, PublisherOptions
+from gateway_publisher.record_source import RecordSource
+from gateway_publisher.settings import PublisherSettings
+from gateway_publisher.topics import TopicScheme
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = ["main", "mqtt_config", "run"]
+
+
+def mqtt_config(settings: PublisherSettings) -> MqttConfig:
+    return MqttConfig(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        client_id=settings.client_id,
+        tls=settings.mqtt_tls,
+        ca_file=settings.mqtt_ca_file,
+        cert_file=settings.mqtt_cert_file,
+        key_file=settings.mqtt_key_file,
+        username=settings.mqtt_username,
+        password=settings.password,
+        keepalive_s=settings.keepalive_s,
+        reconnect_min_s=settings.reconnect_min_s,
+        reconnect_max_s=settings.reconnect_max_s,
+        max_inflight=settings.window_messages,
+    )
+
+
+def run(settings: PublisherSettings, stop: StopSignal, registry: CollectorRegistry) -> None:
+    """Run the publisher until `stop` is set (tests run this in a thread)."""
+    client = connect(settings.redis_url)
+    link = MqttLink(mqtt_config(settings))
+    publisher = Publisher(
+        source=RecordSource(client, StreamKeys(settings.stream_prefix), settings.consumer_name),
+        link=link,
+        topics=TopicScheme(settings.topic_root, settings.project_id, settings.edge_node_id),
+        metrics=PublisherMetrics(registry),
+        stop=stop,
+        options=PublisherOptions(
+            window_messages=settings.window_messages,
+            max_attempts=settings.max_attempts,
+            block_ms=settings.block_ms,
+            shutdown_grace_ms=settings.shutdown_grace_ms,
+            backlog_interval_ms=settings.backlog_interval_ms,
+        ),
+    )
+    link.start()
+    try:
+        publisher.run()
+    finally:
+        link.close()
+        client.close()
+
+
+def main() -> None:
+    settings = load_settings(PublisherSettings)
+    configure_logging("publisher", settings.log_level, settings.log_format)
+    stop = StopSignal().install()
+    serve_metrics(settings.metrics_port)
+    run(settings, stop, REGISTRY)

@@ -1,0 +1,43 @@
+"""The publisher's Prometheus metrics, registered in the registry it is given."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = ["PublisherMetrics"]
+
+_LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0, 3600.0)
+
+
+class PublisherMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.published = Counter(
+            "gateway_records_published_total",
+            "Records published as DDATA and acknowledged by the broker",
+            registry=registry,
+        )
+        self.connected = Gauge(
+            "gateway_mqtt_connected", "1 while the MQTT session is up", registry=registry
+        )
+        self.latency = Histogram(
+            "gateway_publish_latency_seconds",
+            "From the frame's receive time at ingest to the broker's PUBACK",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.backlog = Gauge(
+            "gateway_backlog_records",
+            "Records not yet acknowledged by the publisher group (pending + lag)",
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "gateway_dead_letters_total",
+            "Records moved to the dead letters by the publisher",
+            ["reason"],
+            registry=registry,
+        )

@@ -1,0 +1,338 @@
+"""The publishing loop: records from Redis to the broker, acknowledged only after a good PUBACK.
+
+One thread runs it. It reads its own pending records first, then new ones, keeps at most a
+window of QoS 1 messages in flight, and acknowledges each record (XACK) only once the broker
+answered its DDATA with a success reason code. When the connection drops, it forgets what was
+in flight (those records stay pending in Redis) and, on the next connection, republishes its
+pending records in order, after the DBIRTH of each device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway_common.backoff import Backoff
+from gateway_common.entries import EntryError, decode_record
+from gateway_common.logs import get_logger
+from gateway_common.redis_conn import REDIS_UNAVAILABLE
+from gateway_publisher.mqtt_link import ConnectionLost, PublishOutcome
+from gateway_publisher.outbox import Outbox
+from gateway_publisher.payloads import dbirth_payload, ddata_payload
+from gateway_publisher.record_source import NEW_ENTRIES, PENDING_START
+from gateway_publisher.registry import DeviceRegistry
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gateway_common.entries import Record
+    from gateway_common.lifecycle import StopSignal
+    from gateway_publisher.metrics import PublisherMetrics
+    from gateway_publisher.mqtt_link import LinkEvent, MqttLink
+    from gateway_publisher.record_source import RecordSource, StreamEntry
+    from gateway_publisher.topics import TopicScheme
+
+__all__ = ["Publisher", "PublisherOptions"]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherOptions:
+    window_messages: int = 64
+    max_attempts: int = 5
+    block_ms: int = 1000
+    shutdown_grace_ms: int = 2000
+    backlog_interval_ms: int = 5000
+
+
+@dataclass(slots=True)
+class _Ready:
+    """A record read from Redis, decoded, waiting for room in the window."""
+
+    entry: StreamEntry
+    record: Record
+    payload: bytes
+
+
+@dataclass(slots=True)
+class _InFlight:
+    device_id: str
+    ready: _Ready | None
+    """None for a DBIRTH."""
+
+
+class Publisher:
+    def __init__(
+        self,
+        *,
+        source: RecordSource,
+        link: MqttLink,
+        topics: TopicScheme,
+        metrics: PublisherMetrics,
+        stop: StopSignal,
+        options: PublisherOptions,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._source = source
+        self._link = link
+        self._topics = topics
+        self._metrics = metrics
+        self._stop = stop
+        self._opt = options
+        self._clock = clock
+        self._registry = DeviceRegistry()
+        self._birth = dbirth_payload()
+        self._generation = 0
+        self._cursor = PENDING_START
+        self._ready: deque[_Ready] = deque()
+        self._inflight: dict[int, _InFlight] = {}
+        self._attempts: dict[str, int] = {}
+        """Refused publishes per entry id (reconnections do not count)."""
+        self._outbox = Outbox(source, self._registry, metrics, clock)
+        self._next_backlog = 0.0
+
+    @property
+    def registry(self) -> DeviceRegistry:
+        return self._registry
+
+    # ---- lifecycle
+
+    def run(self) -> None:
+        """Publish until stopped; Redis outages are waited out with a capped backoff."""
+        backoff = Backoff(initial_s=0.1, max_s=10.0)
+        started = False
+        while not self._stop.is_set():
+            try:
+                if not started:
+                    self._start()
+                    started = True
+                self._step()
+                backoff.reset()
+            except REDIS_UNAVAILABLE as exc:
+                delay = backoff.next_delay()
+                log.warning("redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
+                # A read may have reached Redis before the error: read our pending ones again.
+                self._cursor = PENDING_START
+                self._stop.wait(delay)
+        self._shutdown()
+
+    def _start(self) -> None:
+        self._source.ensure_group()
+        bad = self._registry.load(self._source.load_devices())
+        for device_id in bad:
+            log.warning("registry_entry_unreadable", device_id=device_id)
+        log.info("publisher_started", devices=len(self._registry))
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self._opt.shutdown_grace_ms / 1000
+        while self._inflight and self._link.connected.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._handle_event(self._link.next_event(remaining))
+        try:
+            self._flush()
+        except REDIS_UNAVAILABLE as exc:
+            log.warning("shutdown_flush_failed", error=str(exc))
+        log.info("publisher_stopped", in_flight_left=len(self._inflight))
+
+    # ---- one turn of the loop
+
+    def _step(self) -> None:
+        # Answers that arrived first are handled while their connection is still current.
+        self._drain_events(0)
+        self._flush()
+        self._refresh_backlog()
+        if not self._link.connected.is_set():
+            self._metrics.connected.set(0)
+            self._forget_in_flight()
+            self._link.wait_connected(self._opt.block_ms / 1000)
+            return
+        if self._link.generation != self._generation:
+            self._on_new_connection(self._link.generation)
+        self._publish_ready()
+        if self._room() > 0 and not self._ready:
+            entries = self._read(self._room())
+            if entries:
+                self._take(entries)
+                return
+        if self._inflight or self._ready:
+            # Window full, nothing new, or the link refused: wait for the broker's answers
+            # or for the news that the connection is gone.
+            self._drain_events(self._opt.block_ms / 1000)
+
+    def _room(self) -> int:
+        window = self._opt.window_messages
+        broker_max = self._link.receive_maximum
+        if broker_max is not None:
+            window = min(window, broker_max)
+        return window - len(self._inflight)
+
+    def _read(self, room: int) -> list[StreamEntry]:
+        while self._cursor != NEW_ENTRIES:
+            entries = self._source.read(self._cursor, room, None)
+            if not entries:
+                self._cursor = NEW_ENTRIES
+                log.info("pending_replayed")
+                break
+            self._cursor = entries[-1].entry_id
+            # Our pending entries include those already in hand (in flight, waiting, or
+            # answered but not yet acknowledged because Redis was away): skip those.
+            known = self._ids_in_hand()
+            fresh = [e for e in entries if e.entry_id not in known]
+            if fresh:
+                return fresh
+        # Block only when nothing waits for a PUBACK, or the answers would wait for the read.
+        block = None if self._inflight else self._opt.block_ms
+        return self._source.read(NEW_ENTRIES, room, block)
+
+    def _ids_in_hand(self) -> set[str]:
+        ids = {item.ready.entry.entry_id for item in self._inflight.values() if item.ready}
+        ids.update(ready.entry.entry_id for ready in self._ready)
+        ids.update(self._outbox.ids())
+        return ids
+
+    def _on_new_connection(self, generation: int) -> None:
+        self._forget_in_flight()
+        self._generation = generation
+        self._registry.new_connection()
+        self._cursor = PENDING_START
+        self._metrics.connected.set(1)
+        log.info("publishing_resumed", generation=generation)
+
+    def _forget_in_flight(self) -> None:
+        """The connection is gone: what was in flight stays pending in Redis, read again later."""
+        if self._inflight or self._ready:
+            log.info("in_flight_forgotten", messages=len(self._inflight), ready=len(self._ready))
+        self._inflight.clear()
+        self._ready.clear()
+        self._cursor = PENDING_START
+
+    # ---- records in
+
+    def _take(self, entries: list[StreamEntry]) -> None:
+        for entry in entries:
+            ready = self._prepare(entry)
+            if ready is not None:
+                self._ready.append(ready)
+        self._publish_ready()
+
+    def _prepare(self, entry: StreamEntry) -> _Ready | None:
+        """Decode and build the payload; config files are acknowledged, bad entries dead."""
+        if entry.data is None:
+            self._outbox.dead(entry, "entry has no data (deleted?)", "undecodable", None, 1)
+            return None
+        try:
+            record = decode_record(entry.data)
+        except EntryError as exc:
+            self._outbox.dead(entry, f"undecodable record: {exc}", "undecodable", None, 1)
+            return None
+        try:  # the per-message boundary: whatever fails here dead-letters this record only
+            self._topics.ddata(record.device_id)
+            payload = ddata_payload(record)
+        except Exception as exc:
+            self._outbox.dead(entry, f"unpublishable record: {exc}", "bad_record", record, 1)
+            return None
+        if payload is None:
+            self._outbox.ack(entry.entry_id, record)
+            return None
+        return _Ready(entry, record, payload)
+
+    def _publish_ready(self) -> None:
+        while self._ready:
+            ready = self._ready[0]
+            device = ready.record.device_id
+            birth = self._registry.needs_birth(device)
+            # A DBIRTH travels with its DDATA; with nothing in flight the pair always goes.
+            if self._inflight and self._room() < 1 + birth:
+                return
+            if birth:
+                mid = self._link.publish(
+                    self._topics.dbirth(device).value,
+                    self._birth,
+                    retain=True,
+                    generation=self._generation,
+                )
+                if mid is None:
+                    return
+                self._inflight[mid] = _InFlight(device, None)
+                self._registry.mark_born(device)
+                log.info("dbirth_sent", device_id=device)
+            mid = self._link.publish(
+                self._topics.ddata(device).value,
+                ready.payload,
+                retain=False,
+                generation=self._generation,
+            )
+            if mid is None:
+                return
+            self._inflight[mid] = _InFlight(device, ready)
+            self._ready.popleft()
+
+    # ---- broker answers
+
+    def _drain_events(self, timeout_s: float) -> None:
+        """Handle every queued event; wait up to `timeout_s` for the first one."""
+        event = self._link.next_event(timeout_s)
+        while event is not None:
+            self._handle_event(event)
+            event = self._link.next_event(0)
+
+    def _handle_event(self, event: LinkEvent | None) -> None:
+        if isinstance(event, ConnectionLost):
+            self._metrics.connected.set(0)
+            if event.generation == self._generation:
+                self._forget_in_flight()
+        elif isinstance(event, PublishOutcome) and event.generation == self._generation:
+            item = self._inflight.pop(event.mid, None)
+            if item is not None:
+                self._on_outcome(item, event)
+
+    def _on_outcome(self, item: _InFlight, outcome: PublishOutcome) -> None:
+        ready = item.ready
+        if ready is None:
+            if not outcome.ok:
+                self._registry.forget_birth(item.device_id)
+                log.warning(
+                    "dbirth_refused",
+                    device_id=item.device_id,
+                    reason=outcome.reason,
+                    code=outcome.reason_code,
+                )
+            return
+        entry_id = ready.entry.entry_id
+        if outcome.ok:
+            self._attempts.pop(entry_id, None)
+            self._outbox.ack(entry_id, ready.record)
+            self._metrics.published.inc()
+            self._metrics.latency.observe(max(0.0, self._clock() - ready.record.received_at))
+            return
+        attempts = self._attempts.get(entry_id, 0) + 1
+        self._attempts[entry_id] = attempts
+        reason = f"broker refused: {outcome.reason} (0x{outcome.reason_code:02X})"
+        log.warning(
+            "publish_refused",
+            entry_id=entry_id,
+            device_id=item.device_id,
+            reason=reason,
+            attempts=attempts,
+        )
+        if attempts >= self._opt.max_attempts:
+            self._attempts.pop(entry_id, None)
+            self._outbox.dead(ready.entry, reason, "broker_refused", ready.record, attempts)
+        else:
+            self._ready.appendleft(ready)
+
+    # ---- Redis
+
+    def _flush(self) -> None:
+        self._outbox.flush()
+
+    def _refresh_backlog(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_backlog:
+            self._metrics.backlog.set(self._source.backlog())
+            self._next_backlog = now + self._opt.backlog_interval_ms / 1000

@@ -1,0 +1,79 @@
+"""SCorp-io topics: `{root}/{project_id}/{DBIRTH|DDATA}/{edge_node_id}/{device_id}`."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["MessageType", "Topic", "TopicError", "TopicScheme"]
+
+_FORBIDDEN = ("/", "+", "#")
+
+
+class TopicError(ValueError):
+    """A topic level that is empty or holds a separator or a wildcard."""
+
+
+class MessageType(enum.StrEnum):
+    DBIRTH = "DBIRTH"
+    DDATA = "DDATA"
+
+
+def _check_level(what: str, value: str) -> None:
+    if not value:
+        raise TopicError(f"{what} is empty")
+    for char in _FORBIDDEN:
+        if char in value:
+            raise TopicError(f"{what} {value!r} contains {char!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """One publish topic; it cannot exist with an invalid level."""
+
+    root: str
+    project_id: str
+    message_type: MessageType
+    edge_node_id: str
+    device_id: str
+
+    def __post_init__(self) -> None:
+        _check_level("topic root", self.root)
+        _check_level("project id", self.project_id)
+        _check_level("edge node id", self.edge_node_id)
+        _check_level("device id", self.device_id)
+        if not isinstance(self.message_type, MessageType):
+            raise TopicError(f"unknown message type {self.message_type!r}")
+
+    @property
+    def value(self) -> str:
+        t = self
+        return f"{t.root}/{t.project_id}/{t.message_type.value}/{t.edge_node_id}/{t.device_id}"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class TopicScheme:
+    """The fixed part of one gateway's topics; builds the per-device topics."""
+
+    root: str
+    project_id: str
+    edge_node_id: str
+
+    def __post_init__(self) -> None:
+        _check_level("topic root", self.root)
+        _check_level("project id", self.project_id)
+        _check_level("edge node id", self.edge_node_id)
+
+    def dbirth(self, device_id: str) -> Topic:
+        return Topic(self.root, self.project_id, MessageType.DBIRTH, self.edge_node_id, device_id)
+
+    def ddata(self, device_id: str) -> Topic:
+        return Topic(self.root, self.project_id, MessageType.DDATA, self.edge_node_id, device_id)
+
+    @property
+    def subscription(self) -> str:
+        """A filter matching every topic this gateway publishes."""
+        return f"{self.root}/{self.project_id}/+/{self.edge_node_id}/+"

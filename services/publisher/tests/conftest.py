@@ -1,0 +1,502 @@
+"""Fixtures of the publisher tests: private Mosquitto brokers, an MQTT subscriber, a running
+publisher in a thread. Every wait is bounded."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+import redis
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from prometheus_client import CollectorRegistry
+
+from gateway_common.entries import Record, encode
+from gateway_common.lifecycle import StopSignal
+from gateway_common.settings import load_settings
+from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
+from gateway_publisher.main import run
+from gateway_publisher.settings import PublisherSettings
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+WAIT_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S, step_s=0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return predicate()
+
+
+# ------------------------------------------------------------------ private brokers
+
+
+@dataclass
+class PrivateBroker:
+    """A Mosquitto of a test's own, which the test may kill and restart on the same port."""
+
+    directory: Path
+    extra_conf: str = ""
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def conf(self) -> Path:
+        return self.directory / "mosquitto.conf"
+
+    def start(self) -> None:
+        (self.directory / "data").mkdir(exist_ok=True)
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "user root\n"
+            "persistence true\n"
+            f"persistence_location {self.directory / 'data'}/\n"
+            f"log_dest file {self.directory / 'mosquitto.log'}\n"
+            f"{self.extra_conf}\n",
+            encoding="utf-8",
+        )
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if not wait_until(self._accepts, 5.0):
+            self.stop()
+            log = self.directory / "mosquitto.log"
+            text = log.read_text() if log.exists() else ""
+            raise RuntimeError(f"private mosquitto did not start: {text}")
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM: mosquitto saves its sessions (so test subscribers keep theirs) and exits."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+            self.process = None
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[Callable[..., PrivateBroker]]:
+    started: list[PrivateBroker] = []
+
+    def make(extra_conf: str = "", name: str = "broker") -> PrivateBroker:
+        directory = tmp_path / name
+        directory.mkdir()
+        broker = PrivateBroker(directory, extra_conf)
+        broker.start()
+        started.append(broker)
+        return broker
+
+    yield make
+    for broker in started:
+        broker.stop()
+
+
+# ------------------------------------------------------------------ subscriber
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    dup: bool = False
+
+
+class Subscriber:
+    """A test client that records everything under a topic root, in arrival order."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topic_filter: str,
+        *,
+        persistent: bool = False,
+        client_id: str | None = None,
+    ) -> None:
+        self.messages: queue.Queue[Received] = queue.Queue()
+        self.subscribed = threading.Event()
+        self._filter = topic_filter
+        self._persistent = persistent
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-sub-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv5,
+        )
+        client.reconnect_delay_set(1, 1)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self.client = client
+        properties = None
+        if persistent:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 300
+        client.connect(host, port, clean_start=not persistent, properties=properties)
+        client.loop_start()
+        if not self.subscribed.wait(5):
+            raise RuntimeError("test subscriber did not subscribe")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if flags.session_present:
+            self.subscribed.set()  # the broker kept the subscription
+        else:
+            client.subscribe(self._filter, qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self.subscribed.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        self.messages.put(
+            Received(message.topic, bytes(message.payload), bool(message.retain), bool(message.dup))
+        )
+
+    def take(self, count: int, timeout_s: float = WAIT_S) -> list[Received]:
+        """Exactly `count` messages, or fewer if they did not come in time."""
+        deadline = time.monotonic() + timeout_s
+        got: list[Received] = []
+        while len(got) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                got.append(self.messages.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return got
+
+    def quiet(self, timeout_s: float = 0.3) -> list[Received]:
+        """Whatever else arrives within `timeout_s` (expected: nothing)."""
+        return self.take(1_000_000, timeout_s)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscriber() -> Iterator[Callable[..., Subscriber]]:
+    made: list[Subscriber] = []
+
+    def make(
+        host: str,
+        port: int,
+        topic_filter: str,
+        *,
+        persistent: bool = False,
+        client_id: str | None = None,
+    ) -> Subscriber:
+        sub = Subscriber(host, port, topic_filter, persistent=persistent, client_id=client_id)
+        made.append(sub)
+        return sub
+
+    yield make
+    for sub in made:
+        sub.close()
+
+
+@pytest.fixture
+def clear_retained(broker: Any, topic_root: str) -> Iterator[None]:
+    """After the test, remove the retained messages left under this test's topic root."""
+    yield
+    found: list[str] = []
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.on_message = lambda c, u, m: found.append(m.topic) if m.retain else None
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.subscribe(f"{topic_root}/#", qos=1)
+    time.sleep(0.3)
+    for topic in set(found):
+        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(2)
+    client.disconnect()
+    client.loop_stop()
+
+
+# ------------------------------------------------------------------ publisher in a thread
+
+
+@dataclass
+class RunningPublisher:
+    settings: PublisherSettings
+    stop: StopSignal
+    registry: CollectorRegistry
+    thread: threading.Thread
+    errors: list[BaseException]
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        return self.registry.get_sample_value(name, labels or {}) or 0.0
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.thread.join(WAIT_S)
+        assert not self.thread.is_alive(), "publisher did not stop in time"
+
+
+@pytest.fixture
+def start_publisher(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, stream_prefix: str, topic_root: str
+) -> Iterator[Callable[..., RunningPublisher]]:
+    running: list[RunningPublisher] = []
+
+    def start(host: str, port: int, **env: Any) -> RunningPublisher:
+        values: dict[str, Any] = {
+            "GATEWAY_REDIS_URL": redis_url,
+            "GATEWAY_STREAM_PREFIX": stream_prefix,
+            "GATEWAY_TOPIC_ROOT": topic_root,
+            "GATEWAY_MQTT_HOST": host,
+            "GATEWAY_MQTT_PORT": port,
+            "GATEWAY_MQTT_TLS": "false",
+            "GATEWAY_MQTT_CLIENT_ID": f"test-pub-{uuid.uuid4().hex[:8]}",
+            "GATEWAY_PROJECT_ID": "proj",
+            "GATEWAY_EDGE_NODE_ID": "edge1",
+            "GATEWAY_CONSUMER_NAME": "pub-test",
+            "GATEWAY_BLOCK_MS": 200,
+            "GATEWAY_RECONNECT_MIN_S": 1,
+            "GATEWAY_RECONNECT_MAX_S": 1,
+            "GATEWAY_BACKLOG_INTERVAL_MS": 200,
+            "GATEWAY_SHUTDOWN_GRACE_MS": 500,
+        }
+        values.update({f"GATEWAY_{k.upper()}": v for k, v in env.items()})
+        for name, value in values.items():
+            monkeypatch.setenv(name, str(value))
+        settings = load_settings(PublisherSettings)
+        stop = StopSignal()
+        registry = CollectorRegistry()
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                run(settings, stop, registry)
+            except BaseException as exc:
+                errors.append(exc)
+                raise
+
+        thread = threading.Thread(target=target, name="publisher", daemon=True)
+        pub = RunningPublisher(settings, stop, registry, thread, errors)
+        running.append(pub)
+        thread.start()
+        return pub
+
+    yield start
+    for pub in running:
+        pub.halt()
+        assert not pub.errors
+
+
+# ------------------------------------------------------------------ records
+
+
+@pytest.fixture
+def records_stream(redis_client: Any, stream_prefix: str) -> RecordsStream:
+    return RecordsStream(redis_client, StreamKeys(stream_prefix))
+
+
+@pytest.fixture
+def make_records_stream(stream_prefix: str) -> Callable[[Any], RecordsStream]:
+    """The records stream of this test's prefix, on another Redis client."""
+    return lambda client: RecordsStream(client, StreamKeys(stream_prefix))
+
+
+class RecordsStream:
+    def __init__(self, client: Any, keys: StreamKeys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def add(self, record: Record) -> str:
+        return self.add_raw(encode(record))
+
+    def add_raw(self, data: bytes) -> str:
+        entry_id = self.client.xadd(self.keys.records, {ENTRY_FIELD: data})
+        return str(entry_id.decode())
+
+    def outstanding(self) -> int:
+        """Entries the publisher group has not acknowledged: pending + never delivered."""
+        try:
+            groups = self.client.xinfo_groups(self.keys.records)
+        except Exception:
+            return -1
+        for group in groups:
+            if group["name"] in (PUBLISHER_GROUP, PUBLISHER_GROUP.encode()):
+                return int(group["pending"]) + int(group.get("lag") or 0)
+        return -1
+
+    def dead(self) -> list[bytes]:
+        return [fields[ENTRY_FIELD] for _, fields in self.client.xrange(self.keys.dead)]
+
+
+# ------------------------------------------------------------------ a TCP proxy that can
+# swallow the broker's answers and cut connections
+
+
+class _ProxiedConnection:
+    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.frozen = False
+
+    def close(self) -> None:
+        for sock in (self.client, self.upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class CuttableProxy:
+    """Forwards 127.0.0.1:port to a broker; `freeze` drops everything the broker answers on the
+    current connections (PUBACKs never reach the client), `cut` closes them."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._connections: list[_ProxiedConnection] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self._target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                return
+            conn = _ProxiedConnection(client, upstream)
+            with self._lock:
+                self._connections.append(conn)
+            threading.Thread(target=self._pump, args=(conn, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(conn, True), daemon=True).start()
+
+    def _pump(self, conn: _ProxiedConnection, answers: bool) -> None:
+        src, dst = (conn.upstream, conn.client) if answers else (conn.client, conn.upstream)
+        try:
+            while data := src.recv(65536):
+                if answers and conn.frozen:
+                    continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        conn.close()
+
+    def freeze(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.frozen = True
+
+    def cut(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.cut()
+
+
+@pytest.fixture
+def proxy(broker: Any) -> Iterator[CuttableProxy]:
+    p = CuttableProxy((broker.host, broker.port))
+    yield p
+    p.close()
+
+
+# ------------------------------------------------------------------ a private Redis
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of a test's own (AOF on, like the deployment), to stop and restart."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "/usr/bin/redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if not wait_until(self._answers, 5.0):
+            self.stop()
+            raise RuntimeError("private redis did not start")
+
+    def _answers(self) -> bool:
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = PrivateRedis(directory)
+    server.start()
+    yield server
+    server.stop()

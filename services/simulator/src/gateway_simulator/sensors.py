@@ -1,0 +1,183 @@
+"""Simulated DASH7 energy sensors: a three-phase meter behind each, and its radio link.
+
+Each sensor is driven by its own random generator derived from the seed, so the same seed gives
+the same UIDs and the same readings on every run. Units follow docs/protocol.md section 3:
+cumulative energies in Wh / VAh, currents in mA, voltages in whole volts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway_simulator.alp import (
+    BUTTON_FILE_ID,
+    ENERGY_CONFIG_FILE_ID,
+    ENERGY_FILE_ID,
+    Energy,
+    InterfaceStatus,
+    button_file,
+    energy_config_file,
+    energy_file,
+    unsolicited_message,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["UID_OUI", "Behaviour", "Meter", "Sensor", "make_sensors", "sensor_uid"]
+
+#: First three bytes of every simulated UID (an EUI-64 prefix seen on real modules); it starts
+#: with a zero byte, which exercises the "no zero-padding" rule of DEVICE_ID.
+UID_OUI = bytes.fromhex("000B57")
+PHASES = 3
+MAX_CURRENT_MA = 60_000
+MIN_VOLTAGE_V = 225.0
+MAX_VOLTAGE_V = 240.0
+#: Transmit power of the sensors: rx_level (-dBm) = link budget - TX_EIRP_DBM.
+TX_EIRP_DBM = 14
+MIN_LINK_BUDGET_DB = 40
+MAX_LINK_BUDGET_DB = 140
+BUTTON_ID = 0  # button 1 (bit 0 of buttons_state)
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """How often the sensors report and misbehave."""
+
+    interval_s: float
+    invalid_probability: float = 0.0
+    button_probability: float = 0.0
+
+
+def sensor_uid(seed: int, index: int) -> bytes:
+    """The 8-byte UID of sensor `index`: a fixed prefix and 5 bytes hashed from the seed."""
+    digest = hashlib.sha256(f"gateway-sim:{seed}:{index}".encode()).digest()
+    return UID_OUI + digest[:5]
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))
+
+
+class Meter:
+    """A three-phase meter: currents and voltages wander, energies accumulate."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._base_ma = [self._pick_load() for _ in range(PHASES)]
+        self._current_ma = list(self._base_ma)
+        self._voltage_v = [rng.uniform(228.0, 236.0) for _ in range(PHASES)]
+        self._power_factor = [rng.uniform(0.85, 0.99) for _ in range(PHASES)]
+        self._active_wh = [rng.uniform(10_000.0, 2_000_000.0) for _ in range(PHASES)]
+        self._apparent_vah = [wh * rng.uniform(1.02, 1.2) for wh in self._active_wh]
+
+    def _pick_load(self) -> float:
+        if self._rng.random() < 0.1:  # an almost idle phase
+            return self._rng.uniform(0.0, 300.0)
+        return self._rng.uniform(500.0, 25_000.0)
+
+    def advance(self, elapsed_s: float) -> None:
+        """Let `elapsed_s` seconds pass: the load drifts and the energy counters grow."""
+        rng = self._rng
+        for phase in range(PHASES):
+            base = self._base_ma[phase]
+            drift = 0.3 * (base - self._current_ma[phase]) + rng.gauss(0.0, 0.08 * base + 20.0)
+            self._current_ma[phase] = _clamp(self._current_ma[phase] + drift, 0.0, MAX_CURRENT_MA)
+            self._voltage_v[phase] = _clamp(
+                self._voltage_v[phase] + rng.gauss(0.0, 0.6), MIN_VOLTAGE_V, MAX_VOLTAGE_V
+            )
+            apparent_w = self._voltage_v[phase] * self._current_ma[phase] / 1000.0
+            self._apparent_vah[phase] += apparent_w * elapsed_s / 3600.0
+            self._active_wh[phase] += apparent_w * self._power_factor[phase] * elapsed_s / 3600.0
+
+    def reading(self) -> Energy:
+        """What the meter shows now (energies truncated to whole Wh / VAh, as counters are)."""
+        return Energy(
+            apparent_energy_vah=_triple(self._apparent_vah, int),
+            active_energy_wh=_triple(self._active_wh, int),
+            current_ma=_triple(self._current_ma, round),
+            voltage_v=_triple(self._voltage_v, round),
+        )
+
+
+def _triple(values: list[float], convert: Callable[[float], int]) -> tuple[int, int, int]:
+    return (convert(values[0]), convert(values[1]), convert(values[2]))
+
+
+class Sensor:
+    """One DASH7 energy sensor; each method returns the ALP command the modem would forward."""
+
+    def __init__(self, uid: bytes, rng: random.Random, behaviour: Behaviour) -> None:
+        self.uid = uid
+        self._rng = rng
+        self._behaviour = behaviour
+        self._meter = Meter(rng)
+        self._last_reading = self._meter.reading()
+        self._base_link_budget = rng.randint(60, 115)
+        self._channel_index = rng.choice((0, 8, 16, 24))
+        self._sequence = rng.randrange(256)
+
+    @property
+    def device_id(self) -> str:
+        """The DEVICE_ID the gateway publishes this sensor under (hex, no zero-padding)."""
+        return f"{int.from_bytes(self.uid, 'big'):X}"
+
+    def config_report(self) -> bytes:
+        """The EnergyConfigFile a sensor sends when it starts."""
+        data = energy_config_file(max(1, round(self._behaviour.interval_s)), enabled=True)
+        return unsolicited_message(ENERGY_CONFIG_FILE_ID, data, self._status())
+
+    def energy_report(self) -> bytes:
+        """One periodic EnergyFile; sometimes the meter cannot be read and values are stale."""
+        self._meter.advance(self._behaviour.interval_s)
+        if self._rng.random() < self._behaviour.invalid_probability:
+            stale = self._last_reading
+            reading = Energy(
+                stale.apparent_energy_vah,
+                stale.active_energy_wh,
+                stale.current_ma,
+                stale.voltage_v,
+                measurement_valid=False,
+            )
+        else:
+            reading = self._meter.reading()
+            self._last_reading = reading
+        return unsolicited_message(ENERGY_FILE_ID, energy_file(reading), self._status())
+
+    def wants_button_press(self) -> bool:
+        """Whether somebody presses the button during this reporting interval."""
+        return self._rng.random() < self._behaviour.button_probability
+
+    def button_report(self, pressed: bool) -> bytes:
+        """The ButtonFile sent when button 1 is pressed (edge flag set) or released."""
+        data = button_file(BUTTON_ID, mask=int(pressed), buttons_state=int(pressed))
+        return unsolicited_message(BUTTON_FILE_ID, data, self._status())
+
+    def _status(self) -> InterfaceStatus:
+        link_budget = int(
+            _clamp(
+                self._base_link_budget + self._rng.randint(-3, 3),
+                MIN_LINK_BUDGET_DB,
+                MAX_LINK_BUDGET_DB,
+            )
+        )
+        self._sequence = (self._sequence + 1) & 0xFF
+        return InterfaceStatus(
+            address=self.uid,
+            rx_level=link_budget - TX_EIRP_DBM,
+            link_budget=link_budget,
+            channel_index=self._channel_index,
+            fifo_token=self._rng.randrange(256),
+            sequence=self._sequence,
+        )
+
+
+def make_sensors(count: int, seed: int, behaviour: Behaviour) -> list[Sensor]:
+    """`count` sensors whose UIDs and readings depend only on `seed`."""
+    return [
+        Sensor(sensor_uid(seed, index), random.Random(f"{seed}:{index}"), behaviour)
+        for index in range(count)
+    ]
