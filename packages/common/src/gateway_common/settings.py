@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
+from pathlib import Path
+from typing import Literal, NoReturn, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 __all__ = [
     "ENV_PREFIX",
@@ -47,6 +45,14 @@ class CommonSettings(BaseSettings):
     metrics_port: int | None = Field(None, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    health_file: Path | None = Path("/tmp/gateway-health.json")  # noqa: S108  (a tmpfs in the container)
+    """Where the service writes its heartbeat for `gateway-healthcheck`."""
+    health_max_age_s: float = Field(30.0, gt=0)
+    """A heartbeat older than this means the service is not making progress."""
+    watchdog_s: float = Field(120.0, gt=0)
+    """A loop silent for this long is wedged: the process exits (the restart policy restarts it)."""
+    unhealthy_exit_s: float = Field(300.0, gt=0)
+    """After a problem (port, Redis, broker) lasted this long, the service stops and exits 75."""
 
 
 S = TypeVar("S", bound=CommonSettings)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from gateway_common.backoff import Backoff
 from gateway_common.entries import DeadLetter, EntryError, Record, decode_frame, encode
+from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
 from gateway_decoder.decoding import DecodeFunction, Outcome, Rejection, decode_entry
@@ -53,8 +54,10 @@ class Decoder:
         claim_interval_ms: int,
         max_attempts: int,
         decode: DecodeFunction = decode_entry,
+        health: Health | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._health = health if health is not None else Health(STAGE)
         self._handoff = handoff
         self._keys = keys
         self._metrics = metrics
@@ -72,6 +75,7 @@ class Decoder:
         next_claim = 0.0
         log.info("decoder_started", consumer=self._handoff.consumer, stream=self._keys.frames)
         while not stop.is_set():
+            self._health.beat()
             try:
                 if setup_needed:
                     self._handoff.ensure_group()
@@ -91,7 +95,9 @@ class Decoder:
                     next_claim = time.monotonic() + self._claim_interval_s
                 self.handle(self._handoff.read_new())
                 backoff.reset()
+                self._health.clear("redis")
             except REDIS_UNAVAILABLE as exc:
+                self._health.problem("redis", f"unreachable: {type(exc).__name__}")
                 delay = backoff.next_delay()
                 self._metrics.redis_errors.inc()
                 log.warning("redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
@@ -99,6 +105,7 @@ class Decoder:
                 stop.wait(delay)
             except REDIS_STATE_ERRORS as exc:
                 # Redis-side state that may clear: set the group up again and retry, not crash.
+                self._health.problem("redis", f"error reply: {str(exc)[:200]}")
                 delay = backoff.next_delay()
                 self._metrics.redis_errors.inc()
                 log.error("redis_error", error=str(exc), retry_in_s=round(delay, 2))  # noqa: TRY400
@@ -110,6 +117,7 @@ class Decoder:
         """Claim and handle every frame pending longer than claim_idle_ms, batch by batch."""
         cursor = _FIRST_CURSOR
         while not stop.is_set():
+            self._health.beat()
             claimed = self._handoff.claim(cursor, self._claim_idle_ms)
             if claimed.deleted_ids:
                 log.warning(
@@ -223,6 +231,7 @@ def run(
     settings: DecoderSettings,
     stop: StopSignal,
     registry: CollectorRegistry | None = None,
+    health: Health | None = None,
     *,
     decode: DecodeFunction = decode_entry,
 ) -> None:
@@ -244,6 +253,7 @@ def run(
             claim_interval_ms=settings.claim_interval_ms,
             max_attempts=settings.max_attempts,
             decode=decode,
+            health=health,
         )
         decoder.run(stop)
     finally:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-__all__ = ["DecoderMetrics", "process_registry"]
-
-
-def process_registry() -> CollectorRegistry:
-    """The process-wide registry, the one `gateway_common.metrics.serve_metrics` exposes."""
-    return REGISTRY
+__all__ = ["DecoderMetrics"]
 
 
 class DecoderMetrics:

@@ -20,6 +20,7 @@ import redis
 
 from gateway_common.backoff import Backoff
 from gateway_common.entries import FrameEntry, encode
+from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.redis_conn import REDIS_UNAVAILABLE
 from gateway_common.streams import ENTRY_FIELD
@@ -45,7 +46,9 @@ class FrameSink:
         buffer_frames: int,
         batch_frames: int,
         backoff_max_s: float,
+        health: Health | None = None,
     ) -> None:
+        self._health = health if health is not None else Health("ingest")
         self._client = client
         self._stream = stream
         self._metrics = metrics
@@ -152,9 +155,11 @@ class FrameSink:
                 buffered=self.buffered,
             )
             self._failing = True
+            self._health.problem("redis", f"cannot write frames: {type(exc).__name__}")
             return False
         if self._failing:
             self._failing = False
+            self._health.clear("redis")
             log.info("redis_write_resumed", buffered=self.buffered)
         return True
 

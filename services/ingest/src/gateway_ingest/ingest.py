@@ -16,13 +16,14 @@ from prometheus_client import CollectorRegistry
 from gateway_common import redis_conn
 from gateway_common.backoff import Backoff
 from gateway_common.entries import FrameEntry
+from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.serial_protocol import MessageType, RebootReason
 from gateway_common.streams import StreamKeys
 from gateway_ingest.counters import CounterTracker
 from gateway_ingest.frame_sink import FrameSink
 from gateway_ingest.framing import Frame, Framer, FramingError, FramingEvent
-from gateway_ingest.metrics import IngestMetrics, serve
+from gateway_ingest.metrics import IngestMetrics
 from gateway_ingest.serial_link import PortLostError, SerialLink
 
 if TYPE_CHECKING:
@@ -63,8 +64,10 @@ class Ingest:
         *,
         partial_frame_timeout_s: float,
         reopen_backoff_max_s: float,
+        health: Health | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._health = health if health is not None else Health("ingest")
         self._link = link
         self._sink = sink
         self._metrics = metrics
@@ -77,9 +80,11 @@ class Ingest:
     def run(self, stop: StopSignal) -> None:
         failures = 0
         while not stop.is_set():
+            self._health.beat()
             try:
                 self._link.open()
             except PortLostError as exc:
+                self._health.problem("serial", f"cannot open {self._link.url}: {exc}")
                 failures += 1
                 report = log.warning if failures == 1 else log.debug
                 report("serial_open_failed", port=self._link.url, error=str(exc), attempt=failures)
@@ -87,12 +92,14 @@ class Ingest:
                 continue
             failures = 0
             self._backoff.reset()
+            self._health.clear("serial")
             self._metrics.serial_connected.set(1)
             self._metrics.port_reopens.inc()
             log.info("serial_opened", port=self._link.url)
             try:
                 self._read_until_stopped(stop)
             except PortLostError as exc:
+                self._health.problem("serial", f"lost {self._link.url}: {exc}")
                 log.warning("serial_lost", port=self._link.url, error=str(exc))
             finally:
                 self._link.close()
@@ -107,6 +114,7 @@ class Ingest:
         last_byte_at = self._clock()
         while not stop.is_set():
             data = self._link.read()
+            self._health.beat()
             now = self._clock()
             if data:
                 last_byte_at = now
@@ -183,11 +191,14 @@ class Ingest:
 
 
 def run(
-    settings: IngestSettings, stop: StopSignal, registry: CollectorRegistry | None = None
+    settings: IngestSettings,
+    stop: StopSignal,
+    registry: CollectorRegistry | None = None,
+    health: Health | None = None,
 ) -> None:
     """Run ingest until `stop` is set, then flush the frames already read; tests call this."""
     metrics = IngestMetrics(registry if registry is not None else CollectorRegistry())
-    stop_metrics = serve(settings.metrics_port, metrics.registry)
+    health = health if health is not None else Health("ingest")
     client = redis_conn.connect(settings.redis_url)
     stream = StreamKeys(settings.stream_prefix).frames
     sink = FrameSink(
@@ -197,6 +208,7 @@ def run(
         buffer_frames=settings.buffer_frames,
         batch_frames=settings.write_batch_frames,
         backoff_max_s=settings.redis_backoff_max_s,
+        health=health,
     )
     link = SerialLink(
         settings.serial_port, settings.serial_baudrate, settings.serial_read_timeout_ms / 1000
@@ -207,6 +219,7 @@ def run(
         metrics,
         partial_frame_timeout_s=settings.partial_frame_timeout_ms / 1000,
         reopen_backoff_max_s=settings.reopen_backoff_max_s,
+        health=health,
     )
     log.info(
         "ingest_started",
@@ -222,5 +235,4 @@ def run(
     finally:
         left = sink.stop(settings.flush_timeout_s)
         client.close()
-        stop_metrics()
         log.info("ingest_stopped", unflushed=left)

@@ -5,14 +5,9 @@ A registry per instance lets tests run several ingest loops in one process.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-__all__ = ["IngestMetrics", "serve"]
+__all__ = ["IngestMetrics"]
 
 
 class IngestMetrics:
@@ -75,17 +70,3 @@ class IngestMetrics:
         )
         for kind in ("crc", "sync", "truncated", "counter_gap"):
             self.serial_errors.labels(kind=kind)
-
-
-def serve(port: int | None, registry: CollectorRegistry) -> Callable[[], None]:
-    """Serve `/metrics` on `port` when set; return a function that stops the server."""
-    if port is None:
-        return lambda: None
-    server, thread = start_http_server(port, registry=registry)
-
-    def shutdown() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5.0)
-
-    return shutdown

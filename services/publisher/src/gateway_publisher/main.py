@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY
-
-from gateway_common.lifecycle import StopSignal
-from gateway_common.logs import configure_logging
-from gateway_common.metrics import serve_metrics
+from gateway_common.health import Health
 from gateway_common.redis_conn import connect
-from gateway_common.settings import load_settings
+from gateway_common.service import run_service
 from gateway_common.streams import StreamKeys
 from gateway_publisher.metrics import PublisherMetrics
 from gateway_publisher.mqtt_link import MqttConfig, MqttLink
@@ -21,6 +17,8 @@ from gateway_publisher.topics import TopicScheme
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from gateway_common.lifecycle import StopSignal
 
 __all__ = ["main", "mqtt_config", "run"]
 
@@ -43,7 +41,12 @@ def mqtt_config(settings: PublisherSettings) -> MqttConfig:
     )
 
 
-def run(settings: PublisherSettings, stop: StopSignal, registry: CollectorRegistry) -> None:
+def run(
+    settings: PublisherSettings,
+    stop: StopSignal,
+    registry: CollectorRegistry,
+    health: Health | None = None,
+) -> None:
     """Run the publisher until `stop` is set (tests run this in a thread)."""
     client = connect(settings.redis_url)
     link = MqttLink(mqtt_config(settings))
@@ -53,6 +56,7 @@ def run(settings: PublisherSettings, stop: StopSignal, registry: CollectorRegist
         topics=TopicScheme(settings.topic_root, settings.project_id, settings.edge_node_id),
         metrics=PublisherMetrics(registry),
         stop=stop,
+        health=health if health is not None else Health("publisher"),
         options=PublisherOptions(
             window_messages=settings.window_messages,
             max_attempts=settings.max_attempts,
@@ -70,8 +74,4 @@ def run(settings: PublisherSettings, stop: StopSignal, registry: CollectorRegist
 
 
 def main() -> None:
-    settings = load_settings(PublisherSettings)
-    configure_logging("publisher", settings.log_level, settings.log_format)
-    stop = StopSignal().install()
-    serve_metrics(settings.metrics_port)
-    run(settings, stop, REGISTRY)
+    run_service("publisher", PublisherSettings, run)

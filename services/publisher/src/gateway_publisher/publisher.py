@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from gateway_common.backoff import Backoff
 from gateway_common.entries import EntryError, decode_record
+from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.redis_conn import REDIS_UNAVAILABLE
 from gateway_publisher.mqtt_link import ConnectionLost, PublishOutcome
@@ -74,8 +75,10 @@ class Publisher:
         metrics: PublisherMetrics,
         stop: StopSignal,
         options: PublisherOptions,
+        health: Health | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._health = health if health is not None else Health("publisher")
         self._source = source
         self._link = link
         self._topics = topics
@@ -105,13 +108,16 @@ class Publisher:
         backoff = Backoff(initial_s=0.1, max_s=10.0)
         started = False
         while not self._stop.is_set():
+            self._health.beat()
             try:
                 if not started:
                     self._start()
                     started = True
                 self._step()
                 backoff.reset()
+                self._health.clear("redis")
             except REDIS_UNAVAILABLE as exc:
+                self._health.problem("redis", f"unreachable: {type(exc).__name__}")
                 delay = backoff.next_delay()
                 log.warning("redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
                 # A read may have reached Redis before the error: read our pending ones again.
@@ -148,6 +154,7 @@ class Publisher:
         self._refresh_backlog()
         if not self._link.connected.is_set():
             self._metrics.connected.set(0)
+            self._health.problem("mqtt", "not connected to the broker")
             self._forget_in_flight()
             self._link.wait_connected(self._opt.block_ms / 1000)
             return
@@ -201,6 +208,7 @@ class Publisher:
         self._registry.new_connection()
         self._cursor = PENDING_START
         self._metrics.connected.set(1)
+        self._health.clear("mqtt")
         log.info("publishing_resumed", generation=generation)
 
     def _forget_in_flight(self) -> None:
@@ -283,8 +291,9 @@ class Publisher:
 
     def _handle_event(self, event: LinkEvent | None) -> None:
         if isinstance(event, ConnectionLost):
-            self._metrics.connected.set(0)
             if event.generation == self._generation:
+                self._metrics.connected.set(0)
+                self._health.problem("mqtt", "connection lost")
                 self._forget_in_flight()
         elif isinstance(event, PublishOutcome) and event.generation == self._generation:
             item = self._inflight.pop(event.mid, None)

@@ -1,0 +1,373 @@
+"""The parts of the fault-injection tests: servers and services a test may kill, a modem line
+paced at the serial rate, and an MQTT subscriber that outlives broker restarts.
+
+Everything here is private to one test: Redis and Mosquitto run on free loopback ports with
+their data in the test's temporary directory, so killing them never touches the shared servers
+the other tests use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tty
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import paho.mqtt.client as mqtt
+import redis
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+BIN = Path(sys.executable).parent
+LOOPBACK = "127.0.0.1"
+#: 115200 baud, 8N1: ten bits on the wire per byte.
+LINE_BYTES_PER_S = 115200 / 10
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
+        candidate = Path(directory) / name
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+def _wait_port(process: subprocess.Popen[bytes], port: int, what: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}: {_tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port} within {START_TIMEOUT_S} s")
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes] | None, sig: int) -> int | None:
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT_S)
+    return process.returncode
+
+
+# --------------------------------------------------------------------------- private servers
+
+
+class PrivateRedis:
+    """A redis-server of the test's own; AOF with fsync on every write, so it survives kill -9."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self._binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.directory / "redis.log"
+        command = [
+            self._binary,
+            "--port", str(self.port),
+            "--bind", LOOPBACK,
+            "--dir", str(self.directory),
+            "--appendonly", "yes",
+            "--appendfsync", "always",
+            "--save", "",
+            "--logfile", str(log),
+        ]  # fmt: skip
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        _wait_port(self._process, self.port, "redis-server", log)
+        client = self.client()
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:  # listening is not enough: the AOF may still be loading
+                try:
+                    client.ping()
+                    return
+                except (redis.BusyLoadingError, redis.ConnectionError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        code = _stop(self._process, sig)
+        self._process = None
+        return code
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=10)
+
+
+class PrivateBroker:
+    """A Mosquitto of the test's own. Persistence is on (saved when it stops on SIGTERM), so a
+    subscriber's persistent session and the QoS 1 messages queued for it survive a restart."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self._binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config = directory / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} {LOOPBACK}\n"
+            "allow_anonymous true\n"
+            f"user {getpass.getuser()}\n"  # as root, do not switch to the `mosquitto` user
+            "persistence true\n"
+            f"persistence_location {directory}/\n"
+            "autosave_interval 0\n"  # saved at exit
+            "max_queued_messages 0\n"  # a subscriber cut off by a restart loses nothing
+            f"log_dest file {directory}/mosquitto.log\n",
+            encoding="utf-8",
+        )
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [self._binary, "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_port(self._process, self.port, "mosquitto", self.directory / "mosquitto.log")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        code = _stop(self._process, sig)
+        self._process = None
+        return code
+
+
+# --------------------------------------------------------------------------- the services
+
+
+@dataclass
+class Incarnation:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    killed: bool = False
+    """True once the test killed it; any other exit before the end is a crash."""
+
+
+class ServiceSlot:
+    """One service (a console script of the virtualenv) that the test kills and restarts."""
+
+    def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self._command = command
+        self._env = env
+        self._log_dir = log_dir
+        self.incarnations: list[Incarnation] = []
+        self.crashes: list[str] = []
+
+    @property
+    def current(self) -> Incarnation:
+        return self.incarnations[-1]
+
+    def alive(self) -> bool:
+        return bool(self.incarnations) and self.current.process.poll() is None
+
+    def start(self) -> None:
+        log_path = self._log_dir / f"{self.name}.{len(self.incarnations) + 1}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(BIN / self._command)],
+                env={**os.environ, **self._env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.incarnations.append(Incarnation(process, log_path))
+
+    def kill(self) -> None:
+        """SIGKILL the running incarnation (noting a crash if it had already exited)."""
+        self.check()
+        incarnation = self.current
+        incarnation.killed = True
+        if incarnation.process.poll() is None:
+            incarnation.process.kill()
+        incarnation.process.wait(STOP_TIMEOUT_S)
+
+    def check(self) -> None:
+        """Note the running incarnation as crashed if it exited while nobody killed it."""
+        incarnation = self.current
+        code = incarnation.process.poll()
+        if code is not None and not incarnation.killed:
+            incarnation.killed = True  # noted once
+            self.crashes.append(f"{incarnation.log_path.name} exited with {code}")
+
+    def stop(self) -> int | None:
+        """SIGTERM the running incarnation; its exit code (None if it was not running)."""
+        if not self.incarnations or not self.alive():
+            return None
+        return _stop(self.current.process, signal.SIGTERM)
+
+    def logs(self, chars: int = 2500) -> str:
+        return "\n".join(f"--- {i.log_path.name}\n{_tail(i.log_path, chars)}" for i in self.incarnations)
+
+    def log_text(self) -> str:
+        return "".join(_tail(i.log_path, 10**9) for i in self.incarnations)
+
+    def wait_log(self, marker: str, timeout_s: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while marker not in _tail(self.current.log_path, 10**9):
+            if self.current.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited before {marker!r}\n{self.logs()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: no {marker!r} within {timeout_s} s\n{self.logs()}")
+            time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- the serial line
+
+
+class PacedLine:
+    """The modem's side of a pty, writing at the serial line rate.
+
+    Like a UART, the line does not wait for a reader: when the pty's receive buffer is full (no
+    ingest has read it for a while), the bytes that do not fit are lost, and a frame of which any
+    byte was lost counts as lost on the line.
+    """
+
+    def __init__(self, bytes_per_s: float = LINE_BYTES_PER_S) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        flags = fcntl.fcntl(self.master, fcntl.F_GETFL)
+        fcntl.fcntl(self.master, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        self.path = os.ttyname(self.slave)
+        self._bytes_per_s = bytes_per_s
+
+    def send(self, frames: Sequence[bytes], clock: Callable[[], float] = time.monotonic) -> list[float | None]:
+        """Write the frames at line rate; per frame, when its last byte went out (None: lost)."""
+        sent_at: list[float | None] = []
+        started = clock()
+        line_bytes = 0
+        for frame in frames:
+            delay = started + line_bytes / self._bytes_per_s - clock()
+            if delay > 0:
+                time.sleep(delay)
+            line_bytes += len(frame)
+            try:
+                written = os.write(self.master, frame)
+            except BlockingIOError:
+                written = 0
+            sent_at.append(clock() if written == len(frame) else None)
+        return sent_at
+
+    def close(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+
+
+# --------------------------------------------------------------------------- the subscriber
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    dup: bool
+    """The broker redelivered it to this subscriber (MQTT DUP flag)."""
+    retain: bool
+    at: float
+    """time.monotonic() at arrival."""
+
+
+@dataclass
+class DurableSubscriber:
+    """An MQTT v5 subscriber with a persistent session (clean start off, session expiry one
+    hour): across a broker restart it reconnects and receives what was queued for it."""
+
+    host: str
+    port: int
+    topic_filter: str
+    client_id: str
+    messages: list[Received] = field(default_factory=list)
+    connections: list[bool] = field(default_factory=list)
+    """session_present of each CONNACK."""
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _subscribed: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
+        )
+        client.reconnect_delay_set(1, 1)
+        client.on_connect = self._on_connect
+        client.on_subscribe = lambda *_args: self._subscribed.set()
+        client.on_message = self._on_message
+        self._client = client
+
+    def start(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 3600
+        self._client.connect(self.host, self.port, clean_start=False, properties=properties)
+        self._client.loop_start()
+        if not self._subscribed.wait(START_TIMEOUT_S):
+            raise RuntimeError("the subscriber could not subscribe")
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags, reason: object, _p: object
+    ) -> None:
+        with self._cond:
+            self.connections.append(flags.session_present)
+        if not flags.session_present:
+            client.subscribe(self.topic_filter, qos=1)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        received = Received(msg.topic, msg.payload, bool(msg.dup), bool(msg.retain), time.monotonic())
+        with self._cond:
+            self.messages.append(received)
+            self._cond.notify_all()
+
+    def snapshot(self) -> list[Received]:
+        with self._cond:
+            return list(self.messages)
