@@ -8,19 +8,23 @@ the other tests use.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import fcntl
 import getpass
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import threading
 import time
 import tty
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,7 +125,9 @@ class PrivateRedis:
             "--save", "",
             "--logfile", str(log),
         ]  # fmt: skip
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
         _wait_port(self._process, self.port, "redis-server", log)
         client = self.client()
         try:
@@ -129,11 +135,12 @@ class PrivateRedis:
             while True:  # listening is not enough: the AOF may still be loading
                 try:
                     client.ping()
-                    return
                 except (redis.BusyLoadingError, redis.ConnectionError):
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
+                else:
+                    return
         finally:
             client.close()
 
@@ -190,6 +197,10 @@ class PrivateBroker:
 class Incarnation:
     process: subprocess.Popen[bytes]
     log_path: Path
+    started_at: float
+    """time.monotonic() when it was started."""
+    started_wall: float
+    """time.time() when it was started (log lines carry wall-clock timestamps)."""
     killed: bool = False
     """True once the test killed it; any other exit before the end is a crash."""
 
@@ -221,7 +232,7 @@ class ServiceSlot:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.incarnations.append(Incarnation(process, log_path))
+        self.incarnations.append(Incarnation(process, log_path, time.monotonic(), time.time()))
 
     def kill(self) -> None:
         """SIGKILL the running incarnation (noting a crash if it had already exited)."""
@@ -247,10 +258,26 @@ class ServiceSlot:
         return _stop(self.current.process, signal.SIGTERM)
 
     def logs(self, chars: int = 2500) -> str:
-        return "\n".join(f"--- {i.log_path.name}\n{_tail(i.log_path, chars)}" for i in self.incarnations)
+        return "\n".join(
+            f"--- {i.log_path.name}\n{_tail(i.log_path, chars)}" for i in self.incarnations
+        )
 
     def log_text(self) -> str:
         return "".join(_tail(i.log_path, 10**9) for i in self.incarnations)
+
+    def event_delays(self, event: str) -> list[float | None]:
+        """Per incarnation, seconds from its start to its first log line of `event` (JSON logs)."""
+        delays: list[float | None] = []
+        for incarnation in self.incarnations:
+            delay = None
+            for line in _tail(incarnation.log_path, 10**9).splitlines():
+                if f'"event": "{event}"' in line:
+                    with contextlib.suppress(ValueError, KeyError):
+                        stamp = datetime.fromisoformat(json.loads(line)["timestamp"])
+                        delay = round(stamp.timestamp() - incarnation.started_wall, 2)
+                    break
+            delays.append(delay)
+        return delays
 
     def wait_log(self, marker: str, timeout_s: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -258,7 +285,9 @@ class ServiceSlot:
             if self.current.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited before {marker!r}\n{self.logs()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: no {marker!r} within {timeout_s} s\n{self.logs()}")
+                raise RuntimeError(
+                    f"{self.name}: no {marker!r} within {timeout_s} s\n{self.logs()}"
+                )
             time.sleep(0.05)
 
 
@@ -281,7 +310,9 @@ class PacedLine:
         self.path = os.ttyname(self.slave)
         self._bytes_per_s = bytes_per_s
 
-    def send(self, frames: Sequence[bytes], clock: Callable[[], float] = time.monotonic) -> list[float | None]:
+    def send(
+        self, frames: Sequence[bytes], clock: Callable[[], float] = time.monotonic
+    ) -> list[float | None]:
         """Write the frames at line rate; per frame, when its last byte went out (None: lost)."""
         sent_at: list[float | None] = []
         started = clock()
@@ -297,6 +328,12 @@ class PacedLine:
                 written = 0
             sent_at.append(clock() if written == len(frame) else None)
         return sent_at
+
+    def unread(self) -> int:
+        """Bytes the line delivered that no ingest has read yet (the pty's input queue)."""
+        buf = array.array("i", [0])
+        fcntl.ioctl(self.slave, termios.FIONREAD, buf)
+        return buf[0]
 
     def close(self) -> None:
         os.close(self.master)
@@ -343,7 +380,7 @@ class DurableSubscriber:
         self._client = client
 
     def start(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 3600
         self._client.connect(self.host, self.port, clean_start=False, properties=properties)
         self._client.loop_start()
@@ -363,7 +400,9 @@ class DurableSubscriber:
             client.subscribe(self.topic_filter, qos=1)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        received = Received(msg.topic, msg.payload, bool(msg.dup), bool(msg.retain), time.monotonic())
+        received = Received(
+            msg.topic, bytes(msg.payload), bool(msg.dup), bool(msg.retain), time.monotonic()
+        )
         with self._cond:
             self.messages.append(received)
             self._cond.notify_all()

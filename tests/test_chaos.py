@@ -19,7 +19,8 @@ independently of the services' own accounting:
   the pty are counted and reported.
 
 GATEWAY_CHAOS_SEED replays a schedule (the seed is printed and named in every failure);
-GATEWAY_CHAOS_FRAMES changes the number of frames (default 3000).
+GATEWAY_CHAOS_FRAMES changes the number of frames (default 3000); GATEWAY_CHAOS_LOG_LEVEL sets
+the services' log level (default info; the logs are in the test's temporary directory).
 """
 
 from __future__ import annotations
@@ -37,18 +38,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from gateway_common.entries import decode_frame, decode_record
-from gateway_common.serial_protocol import MessageType, encode_frame
 from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP, StreamKeys
-from gateway_simulator.alp import Energy, InterfaceStatus, energy_file, unsolicited_message
 
 from .chaos_rig import (
+    LINE_BYTES_PER_S,
     DurableSubscriber,
     PacedLine,
     PrivateBroker,
     PrivateRedis,
+    Received,
     ServiceSlot,
     find_binary,
 )
+from .readings import ddata_topic, expected_metrics, frame_of, ranges, reading, seq_of_ddata
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -63,14 +65,13 @@ WINDOW = 16
 """GATEWAY_WINDOW_MESSAGES given to the publisher: the most a kill or disconnect may repeat."""
 CLAIM_IDLE_MS = 2000
 DRAIN_TIMEOUT_S = 45.0
-STABLE_S = 1.5
-"""The frames stream must not grow for this long before the drain counts as done."""
+STILL_S = 1.5
+"""The drain is done once, for this long, ingest has read everything the line delivered and the
+frames stream did not grow (and both groups are empty, the subscriber has every reading)."""
 PREFIX = "chaos"
 TOPIC_ROOT = "chaos"
 PROJECT_ID = "proj-chaos"
 EDGE_NODE_ID = "edge-chaos"
-DEVICES = tuple(bytes((0x00, 0x0B, 0x57, 0x00, 0x00, 0x91, 0x51, d)) for d in range(5))
-ACTIVE_1 = "Énergie active/Phase 1"
 
 #: Faults per target and the range of their down time in seconds.
 PLAN: dict[str, tuple[int, float, float]] = {
@@ -89,45 +90,8 @@ SERVICES = {
 }
 REPEATING = ("publisher", "broker")
 """Faults after which the publisher may legitimately publish its in-flight window again."""
-
-
-# ----------------------------------------------------------------------------- the readings
-
-
-def device_id(address: bytes) -> str:
-    return format(int.from_bytes(address, "big"), "X")
-
-
-def reading(seq: int) -> tuple[bytes, Energy, int]:
-    """Reading number `seq`: its sender, its values (active energy phase 1 = seq), link budget."""
-    energy = Energy(
-        apparent_energy_vah=(3 * seq, 3 * seq + 1, -3 * seq),
-        active_energy_wh=(seq, seq + 1, seq + 2),
-        current_ma=(seq % 40_000, -(seq % 977), 7),
-        voltage_v=(230, 231, seq % 300),
-    )
-    return DEVICES[seq % len(DEVICES)], energy, 20 + seq % 200
-
-
-def frame_of(seq: int) -> bytes:
-    address, energy, link_budget = reading(seq)
-    status = InterfaceStatus(address=address, link_budget=link_budget, sequence=seq % 256)
-    alp = unsolicited_message(52, energy_file(energy), status)
-    return encode_frame((seq + 1) % 256, MessageType.ALP_DATA, alp)
-
-
-def expected_metrics(seq: int) -> list[tuple[str, str, Any]]:
-    """protocol.md section 4, written out independently of the publisher's code."""
-    _address, e, link_budget = reading(seq)
-    phases = (1, 2, 3)
-    return [
-        *((f"Énergie apparente/Phase {p}", "Long", v) for p, v in zip(phases, e.apparent_energy_vah, strict=True)),
-        *((f"Énergie active/Phase {p}", "Long", v) for p, v in zip(phases, e.active_energy_wh, strict=True)),
-        *((f"Intensité/Phase {p}", "Integer", v) for p, v in zip(phases, e.current_ma, strict=True)),
-        *((f"Tension/Phase {p}", "Short", v) for p, v in zip(phases, e.voltage_v, strict=True)),
-        ("Force du signal radio DASH7", "Short", link_budget),
-        ("État de la liaison Modbus - DASH7", "Boolean", True),
-    ]
+REPEAT_GRACE_S = 3.0
+"""After such a fault is over, how long until the publisher has republished what it had."""
 
 
 # ----------------------------------------------------------------------------- the faults
@@ -167,7 +131,12 @@ def fault_schedule(rng: random.Random, flow_s: float) -> list[Fault]:
 @dataclass
 class Done:
     fault: Fault
+    began_at: float
+    """time.monotonic() when the fault began (the signal was about to be sent)."""
     down_at: float
+    """When the target was down (the signal was sent and the process had exited)."""
+    victim_started_at: float | None = None
+    """For a service: when the incarnation it killed had been started."""
     up_at: float | None = None
 
 
@@ -196,11 +165,14 @@ class FaultRunner:
             self._thread.join(10)
             raise AssertionError("the fault schedule did not finish in time")
         if self.error is not None:
-            raise AssertionError(f"a fault could not be carried out: {self.error!r}") from self.error
+            raise AssertionError(
+                f"a fault could not be carried out: {self.error!r}"
+            ) from self.error
 
     def _run(self, t0: float) -> None:
         events = sorted(
-            [(f.at_s, 0, f) for f in self.schedule] + [(f.at_s + f.down_s, 1, f) for f in self.schedule],
+            [(f.at_s, 0, f) for f in self.schedule]
+            + [(f.at_s + f.down_s, 1, f) for f in self.schedule],
             key=lambda e: (e[0], e[1]),
         )
         records: dict[int, Done] = {}
@@ -212,8 +184,11 @@ class FaultRunner:
                     self._up(fault.target)
                     records[id(fault)].up_at = time.monotonic()
                 else:
+                    began = time.monotonic()
+                    slot = self.slots.get(fault.target)
+                    victim_started_at = slot.current.started_at if slot else None
                     self._down(fault)
-                    done = Done(fault, time.monotonic())
+                    done = Done(fault, began, time.monotonic(), victim_started_at)
                     records[id(fault)] = done
                     self.done.append(done)
         except BaseException as exc:  # reported by join() in the test's thread
@@ -280,13 +255,16 @@ def durable_subscriber(private_broker: PrivateBroker) -> Iterator[DurableSubscri
 
 @pytest.fixture
 def slots(
-    tmp_path: Path, private_redis: PrivateRedis, private_broker: PrivateBroker, paced_line: PacedLine
+    tmp_path: Path,
+    private_redis: PrivateRedis,
+    private_broker: PrivateBroker,
+    paced_line: PacedLine,
 ) -> Iterator[dict[str, ServiceSlot]]:
     env = {
         "GATEWAY_REDIS_URL": private_redis.url,
         "GATEWAY_STREAM_PREFIX": PREFIX,
         "GATEWAY_LOG_FORMAT": "json",
-        "GATEWAY_LOG_LEVEL": "info",
+        "GATEWAY_LOG_LEVEL": os.environ.get("GATEWAY_CHAOS_LOG_LEVEL", "info"),
         # ingest
         "GATEWAY_SERIAL_PORT": paced_line.path,
         "GATEWAY_REDIS_BACKOFF_MAX_S": "0.5",
@@ -310,9 +288,7 @@ def slots(
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
     made = {
-        name: ServiceSlot(
-            name, command, {**env, "GATEWAY_CONSUMER_NAME": f"chaos-{name}"}, log_dir
-        )
+        name: ServiceSlot(name, command, {**env, "GATEWAY_CONSUMER_NAME": f"chaos-{name}"}, log_dir)
         for name, command in SERVICES.items()
     }
     yield made
@@ -323,12 +299,13 @@ def slots(
             slot.current.process.wait(10)
 
 
-# ----------------------------------------------------------------------------- drain
+# ----------------------------------------------------------------------------- checks
 
 
 def group_state(client: redis.Redis, stream: str, group: str) -> tuple[int, int | None]:
-    """(pending, lag) of a consumer group; lag None when Redis cannot tell."""
-    for info in client.xinfo_groups(stream):  # type: ignore[union-attr]
+    """(pending, lag) of a consumer group from XINFO GROUPS; lag None when Redis cannot tell."""
+    groups: Any = client.xinfo_groups(stream)
+    for info in groups:
         name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
         if name == group:
             lag = info.get("lag")
@@ -336,28 +313,77 @@ def group_state(client: redis.Redis, stream: str, group: str) -> tuple[int, int 
     raise AssertionError(f"no group {group} on {stream}")
 
 
-def accepted_frames(client: redis.Redis, keys: StreamKeys, seq_of: dict[bytes, int]) -> list[tuple[str, int, float]]:
-    """(entry id, reading number, receive time) of every entry of `{p}:frames`."""
+@dataclass(frozen=True)
+class Accepted:
+    entry_id: str
+    seq: int
+    received_at: float
+
+
+def accepted_frames(client: redis.Redis, seq_of: dict[bytes, int]) -> list[Accepted]:
+    """Every entry of `{p}:frames`, as the reading it carries."""
     out = []
-    for entry_id, fields in client.xrange(keys.frames):  # type: ignore[union-attr]
+    entries: Any = client.xrange(StreamKeys(PREFIX).frames)
+    for entry_id, fields in entries:
         frame = decode_frame(fields[b"d"])
         seq = seq_of.get(frame.alp)
         assert seq is not None, f"an accepted frame was never sent: {frame.alp.hex()}"
-        out.append((entry_id.decode(), seq, frame.received_at))
+        out.append(Accepted(entry_id.decode(), seq, frame.received_at))
     return out
 
 
-def ddata_seqs(messages: list[Any]) -> set[int]:
-    return {seq for m in messages if (seq := seq_in(m.topic, m.payload)) is not None}
+def seq_in(message: Received) -> int | None:
+    return seq_of_ddata(message.topic, message.payload)
 
 
-def seq_in(topic: str, payload: bytes) -> int | None:
-    if "/DDATA/" not in topic:
-        return None
-    for metric in json.loads(payload)["metrics"]:
-        if metric["name"] == ACTIVE_1:
-            return int(metric["value"])
-    raise AssertionError(f"DDATA without {ACTIVE_1}: {payload!r}")
+def ingest_loss_windows(done: list[Done], flow_start: float) -> list[tuple[float, float]]:
+    """When a frame written to the line may die with a killed ingest, unaccepted.
+
+    A healthy ingest writes what it reads to Redis within milliseconds, so a kill loses the
+    frames of about the last second. It loses more when it held frames because Redis was down,
+    or when it had only just started and was reading the backlog the pty kept while no ingest
+    ran: then anything written since the previous ingest kill.
+    """
+    outages = [
+        (d.began_at, (d.up_at or d.down_at) + 2.0) for d in done if d.fault.target == "redis"
+    ]
+    kills = sorted(
+        (d.down_at, d.victim_started_at or flow_start) for d in done if d.fault.target == "ingest"
+    )
+    windows = []
+    previous = flow_start
+    for killed, started in kills:
+        held = killed - started < 3.0 or any(a <= killed and b >= started for a, b in outages)
+        windows.append(((previous if held else killed) - 1.0, killed))
+        previous = killed
+    return windows
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Publisher kills and broker restarts close enough that one's repeats may follow another."""
+
+    began_at: float
+    faults: int
+    name: str
+
+
+def repeating_clusters(done: list[Done]) -> list[Cluster]:
+    """The faults that let the publisher repeat its window, merged when they overlap.
+
+    A repeat arrives once the publisher is connected again, which can be after the next fault
+    began (a kill while the broker is away): such faults form one cluster, allowed a window
+    each.
+    """
+    clusters: list[tuple[float, float, list[str]]] = []
+    for d in sorted((d for d in done if d.fault.target in REPEATING), key=lambda d: d.began_at):
+        end = (d.up_at or d.down_at) + REPEAT_GRACE_S
+        if clusters and d.began_at <= clusters[-1][1]:
+            began, last_end, names = clusters[-1]
+            clusters[-1] = (began, max(last_end, end), [*names, str(d.fault).strip()])
+        else:
+            clusters.append((d.began_at, end, [str(d.fault).strip()]))
+    return [Cluster(began, len(names), " + ".join(names)) for began, _end, names in clusters]
 
 
 # ----------------------------------------------------------------------------- the test
@@ -371,15 +397,14 @@ def test_faults_lose_no_accepted_frame(
     slots: dict[str, ServiceSlot],
 ) -> None:
     seed = int(os.environ.get("GATEWAY_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
-    rng = random.Random(seed)
     frames = [frame_of(seq) for seq in range(FRAMES)]
     seq_of = {frame[7:]: seq for seq, frame in enumerate(frames)}
-    flow_s = sum(map(len, frames)) / paced_line._bytes_per_s
-    schedule = fault_schedule(rng, flow_s)
-    print(f"\nchaos seed {seed} (GATEWAY_CHAOS_SEED={seed} replays it), {FRAMES} frames, {flow_s:.1f} s")
+    flow_s = sum(map(len, frames)) / LINE_BYTES_PER_S
+    schedule = fault_schedule(random.Random(seed), flow_s)
+    tag = f"[seed {seed}]"
+    print(f"\nchaos seed {seed} (GATEWAY_CHAOS_SEED={seed} replays it): {FRAMES} frames")
     for fault in schedule:
         print(f"  {fault}")
-    tag = f"[seed {seed}]"
 
     for slot in slots.values():
         slot.start()
@@ -388,149 +413,153 @@ def test_faults_lose_no_accepted_frame(
     for name in ("decoder-1", "decoder-2"):
         slots[name].wait_log("decoder_started")
 
+    # ---- frames at line rate while the faults happen
     runner = FaultRunner(schedule, slots, private_redis, private_broker)
     started = time.monotonic()
     runner.start(started)
     sent_at = paced_line.send(frames)
-    flowed = time.monotonic() - started
+    flowed_s = time.monotonic() - started
     runner.join(timeout_s=30)
 
-    # ---- drain
+    # ---- drain: frames stream still, both groups empty, every accepted reading received
     client = private_redis.client()
     keys = StreamKeys(PREFIX)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    last_len, stable_since = -1, time.monotonic()
+    last_len, still_since = -1, time.monotonic()
     while True:
         for slot in slots.values():
             slot.check()
         frames_len = client.xlen(keys.frames)
-        if frames_len != last_len:
-            last_len, stable_since = frames_len, time.monotonic()
+        unread = paced_line.unread()
+        if frames_len != last_len or unread or not slots["ingest"].alive():
+            last_len, still_since = frames_len, time.monotonic()
         decoder_state = group_state(client, keys.frames, DECODER_GROUP)
         publisher_state = group_state(client, keys.records, PUBLISHER_GROUP)
-        accepted = accepted_frames(client, keys, seq_of)
-        missing = {seq for _id, seq, _rx in accepted} - ddata_seqs(durable_subscriber.snapshot())
-        drained = (
-            time.monotonic() - stable_since >= STABLE_S
+        received = {seq_in(m) for m in durable_subscriber.snapshot()}
+        missing = {a.seq for a in accepted_frames(client, seq_of)} - received
+        if (
+            time.monotonic() - still_since >= STILL_S
             and decoder_state == (0, 0)
             and publisher_state == (0, 0)
             and not missing
-        )
-        if drained:
+        ):
             break
         if time.monotonic() > deadline:
-            logs = "\n".join(s.logs() for s in slots.values())
             pytest.fail(
-                f"{tag} not drained after {DRAIN_TIMEOUT_S} s: frames {frames_len}, decoder "
-                f"(pending, lag) {decoder_state}, publisher {publisher_state}, "
-                f"{len(missing)} readings not received (e.g. {sorted(missing)[:10]}), "
-                f"subscriber sessions {durable_subscriber.connections}\n{logs}"
+                f"{tag} not drained after {DRAIN_TIMEOUT_S} s: {unread} bytes unread on the line, "
+                f"{frames_len} frames, (pending, lag) "
+                f"decoder {decoder_state}, publisher {publisher_state}, {len(missing)} accepted "
+                f"readings not received ({ranges(missing)}), subscriber session_present "
+                f"{durable_subscriber.connections}\n" + "\n".join(s.logs() for s in slots.values())
             )
         time.sleep(0.25)
-    drained_after = time.monotonic() - started - flowed
+    drained_s = time.monotonic() - started - flowed_s
     time.sleep(1.0)  # a late duplicate would arrive now
     messages = durable_subscriber.snapshot()
     for slot in slots.values():
         slot.check()
 
-    # ---- no service crashed by itself; all stop cleanly
-    crashes = [c for s in slots.values() for c in s.crashes]
-    assert not crashes, f"{tag} services exited by themselves: {crashes}"
-    exit_codes = {name: slot.stop() for name, slot in slots.items()}
-    assert exit_codes == dict.fromkeys(slots, 0), f"{tag} SIGTERM exit codes {exit_codes}"
-    tracebacks = [s.name for s in slots.values() if "Traceback" in s.log_text()]
-    assert not tracebacks, f"{tag} tracebacks in {tracebacks}\n" + "\n".join(
-        slots[n].logs() for n in tracebacks
-    )
-
-    # ---- what Redis accepted
-    accepted = accepted_frames(client, keys, seq_of)
-    entries_per_seq = Counter(seq for _id, seq, _rx in accepted)
-    rx_of: dict[int, set[float]] = defaultdict(set)
-    for _id, seq, rx in accepted:
-        rx_of[seq].add(rx)
-    ingest_repeats = len(accepted) - len(entries_per_seq)
-    redis_restarts = sum(1 for d in runner.done if d.fault.target == "redis")
-    assert ingest_repeats == 0 or redis_restarts, f"{tag} frames written twice without a Redis fault"
-    assert all(len(s) == 1 for s in rx_of.values()), f"{tag} a frame accepted twice with different receive times"
-
-    # Frames the line delivered that Redis never accepted were in a killed ingest's memory.
+    # ---- what happened, measured from outside the services
+    accepted = accepted_frames(client, seq_of)
+    entries_per_seq = Counter(a.seq for a in accepted)
+    stamps: dict[int, set[float]] = defaultdict(set)
+    for a in accepted:
+        stamps[a.seq].add(a.received_at)
     delivered = {seq for seq, at in enumerate(sent_at) if at is not None}
-    lost_on_line = FRAMES - len(delivered)
-    not_accepted = sorted(delivered - set(entries_per_seq))
-    kills = [d.down_at for d in runner.done if d.fault.target == "ingest"]
-    outages = [(d.down_at, (d.up_at or d.down_at) + 2.0) for d in runner.done if d.fault.target == "redis"]
-
-    def explained(seq: int) -> bool:
-        at = sent_at[seq]
-        assert at is not None
-        for kill in kills:
-            since = min([kill - 1.0, *(a for a, b in outages if a <= kill <= b)])
-            if since <= at <= kill:
-                return True
-        return False
-
-    unexplained = [seq for seq in not_accepted if not explained(seq)]
-    assert not unexplained, (
-        f"{tag} frames delivered to the pty, never accepted, not near an ingest kill: "
-        f"{unexplained[:20]} (kills at {[round(k - started, 2) for k in kills]})"
-    )
-
-    # ---- decoder: exactly one record per accepted frame, no dead letter
-    records = [decode_record(f[b"d"]) for _id, f in client.xrange(keys.records)]  # type: ignore[union-attr]
-    per_frame = Counter(r.frame_id for r in records)
-    frame_ids = {entry_id for entry_id, _seq, _rx in accepted}
-    assert set(per_frame) == frame_ids, f"{tag} records do not match the accepted frames"
-    assert max(per_frame.values()) == 1, f"{tag} frames decoded twice: {[f for f, n in per_frame.items() if n > 1][:10]}"
-    assert client.xlen(keys.dead) == 0, f"{tag} dead letters: {client.xrange(keys.dead, count=5)}"
-
-    # ---- pending back to zero (XPENDING, not the XINFO the drain used)
-    for stream, group in ((keys.frames, DECODER_GROUP), (keys.records, PUBLISHER_GROUP)):
-        summary: Any = client.xpending(stream, group)
-        assert summary["pending"] == 0, f"{tag} {group}: {summary}"
-
-    # ---- the subscriber: every accepted reading, right values and stamp
-    copies: dict[int, list[Any]] = defaultdict(list)
+    not_accepted = delivered - set(entries_per_seq)
+    windows = ingest_loss_windows(runner.done, started)
+    unexplained = {
+        seq for seq in not_accepted if not any(a <= (sent_at[seq] or 0) <= b for a, b in windows)
+    }
+    copies: dict[int, list[Received]] = defaultdict(list)
     for message in messages:
-        seq = seq_in(message.topic, message.payload)
-        if seq is not None:
+        if (seq := seq_in(message)) is not None:
             copies[seq].append(message)
-    missing = sorted(set(entries_per_seq) - set(copies))
-    assert not missing, f"{tag} {len(missing)} accepted readings never published: {missing[:20]}"
-    unknown = sorted(set(copies) - set(entries_per_seq))
-    assert not unknown, f"{tag} readings published but never accepted: {unknown[:20]}"
-    for seq, seen in copies.items():
-        address = reading(seq)[0]
-        (rx,) = rx_of[seq]
-        stamp = round(rx * 1000)
-        for message in seen:
-            assert message.topic == f"{TOPIC_ROOT}/{PROJECT_ID}/DDATA/{EDGE_NODE_ID}/{device_id(address)}"
-            got = json.loads(message.payload)["metrics"]
-            assert [(m["name"], m["dataType"], m["value"]) for m in got] == expected_metrics(seq), seq
-            assert {m["timestamp"] for m in got} == {stamp}, (seq, stamp)
-
-    # ---- duplicates: only after a publisher kill or a broker restart, a window at most each
-    repeating = sorted((d.down_at, str(d.fault)) for d in runner.done if d.fault.target in REPEATING)
-    extras_by_fault: Counter[str] = Counter()
+    clusters = repeating_clusters(runner.done)
+    extras_after: Counter[str] = Counter()
     redelivered = 0
     for seq, seen in copies.items():
         for message in sorted(seen, key=lambda m: m.at)[entries_per_seq[seq] :]:
             if message.dup:
                 redelivered += 1  # the broker's redelivery to this subscriber
                 continue
-            before = [name for at, name in repeating if at <= message.at]
-            extras_by_fault[before[-1] if before else "no fault"] += 1
+            before = [c for c in clusters if c.began_at <= message.at]
+            extras_after[before[-1].name if before else "no fault"] += 1
     extras = sum(len(seen) for seen in copies.values()) - len(accepted)
+    # protocol.md: (DEVICE_ID, timestamp) identifies a reading. Frames of one serial read share
+    # their receive time, so distinct readings of one device in one read would share it too.
+    identities = {(reading(seq)[0], round(rx * 1000)) for seq, rxs in stamps.items() for rx in rxs}
+    shared_identity = len(entries_per_seq) - len(identities)
+    ingest_repeats = len(accepted) - len(entries_per_seq)
     print(
-        f"chaos seed {seed}: flow {flowed:.1f} s, drained {drained_after:.1f} s later; "
-        f"{len(entries_per_seq)} readings accepted, {lost_on_line} lost on the line while no ingest "
-        f"read it, {len(not_accepted)} in killed ingests' memory, {ingest_repeats} written twice by "
-        f"ingest; {extras} extra copies at the subscriber ({redelivered} broker redeliveries), by "
-        f"fault: {dict(extras_by_fault)}; subscriber sessions {durable_subscriber.connections}"
+        f"chaos seed {seed}: flow {flowed_s:.1f} s, drained {drained_s:.1f} s later; "
+        f"{len(entries_per_seq)}/{FRAMES} readings accepted; {FRAMES - len(delivered)} lost on "
+        f"the line while no ingest read the pty; {len(not_accepted)} read by ingests killed "
+        f"before Redis took them; {ingest_repeats} written twice by ingest; {extras} extra "
+        f"copies at the subscriber ({redelivered} broker redeliveries), after: "
+        f"{dict(extras_after)}; subscriber session_present {durable_subscriber.connections}; "
+        f"{shared_identity} readings share (DEVICE_ID, timestamp) with another\n"
+        f"  accepted {ranges(set(entries_per_seq))}\n"
+        f"  lost on the line {ranges(set(range(FRAMES)) - delivered)}\n"
+        f"  lost with a killed ingest {ranges(not_accepted)}\n"
+        f"  ingest port opened after {slots['ingest'].event_delays('serial_opened')} s"
     )
-    assert "no fault" not in extras_by_fault, f"{tag} duplicates with no publisher fault: {extras_by_fault}"
-    over = {f: n for f, n in extras_by_fault.items() if n > WINDOW}
-    assert not over, f"{tag} more than the window ({WINDOW}) repeated after a fault: {over}"
-    assert extras <= 0.05 * len(accepted), f"{tag} {extras} duplicates for {len(accepted)} frames"
-    assert len(entries_per_seq) >= 0.5 * FRAMES, f"{tag} only {len(entries_per_seq)} frames accepted"
+
+    # ---- no service exited by itself, none logged a traceback, all stop cleanly
+    crashes = [c for s in slots.values() for c in s.crashes]
+    assert not crashes, f"{tag} services exited by themselves: {crashes}"
+    exit_codes = {name: slot.stop() for name, slot in slots.items()}
+    assert exit_codes == dict.fromkeys(slots, 0), f"{tag} exit codes on SIGTERM: {exit_codes}"
+    tracebacks = [s.name for s in slots.values() if "Traceback" in s.log_text()]
+    assert not tracebacks, f"{tag} tracebacks in {tracebacks}\n" + "\n".join(
+        slots[n].logs() for n in tracebacks
+    )
+
+    # ---- ingest: only frames a killed ingest held are missing; repeats only across Redis faults
+    assert not unexplained, (
+        f"{tag} frames the line delivered and no killed ingest can explain were never accepted: "
+        f"{ranges(unexplained)} (loss windows, s from the start: "
+        f"{[(round(a - started, 2), round(b - started, 2)) for a, b in windows]})"
+    )
+    assert ingest_repeats == 0 or any(d.fault.target == "redis" for d in runner.done), tag
+    assert all(len(s) == 1 for s in stamps.values()), (
+        f"{tag} one frame accepted with two receive times"
+    )
+
+    # ---- decoder: exactly one record per accepted frame, no dead letter
+    entries: Any = client.xrange(keys.records)
+    per_frame = Counter(decode_record(fields[b"d"]).frame_id for _id, fields in entries)
+    twice = [frame_id for frame_id, n in per_frame.items() if n > 1]
+    assert not twice, f"{tag} frames that became two records: {twice[:10]}"
+    assert set(per_frame) == {a.entry_id for a in accepted}, f"{tag} records != accepted frames"
+    assert client.xlen(keys.dead) == 0, f"{tag} dead letters: {client.xrange(keys.dead, count=5)}"
+
+    # ---- nothing pending (XPENDING this time, not the XINFO the drain used)
+    for stream, group in ((keys.frames, DECODER_GROUP), (keys.records, PUBLISHER_GROUP)):
+        summary: Any = client.xpending(stream, group)
+        assert summary["pending"] == 0, f"{tag} {group}: {summary}"
     client.close()
+
+    # ---- publisher: every accepted reading reached the subscriber, with its values and stamp
+    missing = set(entries_per_seq) - set(copies)
+    assert not missing, f"{tag} accepted readings never received: {ranges(missing)}"
+    unknown = set(copies) - set(entries_per_seq)
+    assert not unknown, f"{tag} readings received but never accepted: {ranges(unknown)}"
+    for seq, seen in copies.items():
+        (received_at,) = stamps[seq]
+        topic = ddata_topic(TOPIC_ROOT, PROJECT_ID, EDGE_NODE_ID, seq)
+        for message in seen:
+            assert message.topic == topic, (tag, seq)
+            got = json.loads(message.payload)["metrics"]
+            assert [(m["name"], m["dataType"], m["value"]) for m in got] == expected_metrics(seq)
+            assert {m["timestamp"] for m in got} == {round(received_at * 1000)}, (tag, seq)
+
+    # ---- duplicates: only after a publisher kill or a broker restart, a window at most each
+    assert "no fault" not in extras_after, f"{tag} duplicates no fault explains: {extras_after}"
+    allowed = {c.name: WINDOW * c.faults for c in clusters}
+    over = {name: n for name, n in extras_after.items() if n > allowed.get(name, 0)}
+    assert not over, f"{tag} more than the window ({WINDOW}) repeated per fault: {over}"
+    assert extras <= 0.05 * len(accepted), f"{tag} {extras} duplicates for {len(accepted)} frames"
+    # The line model loses frames only while no ingest runs: most frames must get through.
+    # A floor against a vacuous pass (the line model loses frames only while no ingest reads).
+    assert len(entries_per_seq) >= 0.3 * FRAMES, f"{tag} only {len(entries_per_seq)} accepted"

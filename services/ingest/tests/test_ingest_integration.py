@@ -24,7 +24,10 @@ from gateway_common.entries import FrameEntry, decode_frame
 from gateway_common.lifecycle import StopSignal
 from gateway_common.serial_protocol import MessageType, RebootReason, encode_frame
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
+from gateway_ingest.counters import CounterState
+from gateway_ingest.frame_sink import FrameSink, load_counter_state
 from gateway_ingest.ingest import run
+from gateway_ingest.metrics import IngestMetrics
 from gateway_ingest.settings import IngestSettings
 
 pytestmark = pytest.mark.integration
@@ -173,6 +176,28 @@ def _assert_frames(entries: list[FrameEntry], frames: list[tuple[bytes, int]]) -
 
 
 # ------------------------------------------------------------------ socket://
+
+
+def test_frames_of_one_read_get_distinct_increasing_receive_times(
+    modem: ModemServer, redis_url: str, redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    frames = _alp_frames(1, 6, size=60)
+    stream = StreamKeys(stream_prefix).frames
+    with running(_settings(modem.url, redis_url, stream_prefix)):
+        modem.accept()
+        time.sleep(0.3)  # the port is open and idle
+        before = time.time()
+        assert modem._conn is not None
+        modem._conn.sendall(_wire(frames, garbage=False))  # one write: most likely one read
+        entries = _wait_entries(redis_client, stream, len(frames))
+        after = time.time()
+    _assert_frames(entries, frames)
+    times = [e.received_at for e in entries]
+    assert len(set(times)) == len(times), times
+    assert times == sorted(times)
+    # No earlier than the previous (idle) read returned, no later than the frames arrived.
+    assert before - 0.25 <= times[0]
+    assert times[-1] <= after
 
 
 def test_vectors_over_socket_in_odd_chunks_with_garbage(
@@ -476,3 +501,154 @@ def test_sigterm_flushes_frames_already_read(
         proc.stderr.close()
     assert '"event": "ingest_stopped"' in stderr
     assert '"unflushed": 0' in stderr
+
+
+# ------------------------------------------------------------------ counter across restarts
+
+
+def _state(client: redis.Redis, prefix: str) -> dict[bytes, bytes]:
+    raw: dict[bytes, bytes] = client.hgetall(StreamKeys(prefix).ingest_state)
+    return raw
+
+
+def _persisted_counter(client: redis.Redis, prefix: str) -> int | None:
+    raw = _state(client, prefix)
+    return int(raw[b"counter"]) if raw else None
+
+
+def test_frames_sent_while_ingest_is_down_are_counted_at_restart(
+    modem: ModemServer, redis_url: str, redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    stream = StreamKeys(stream_prefix).frames
+    first, after = _alp_frames(1, 3), _alp_frames(8, 2)
+    settings = _settings(modem.url, redis_url, stream_prefix)
+    with running(settings) as (registry, _):
+        modem.accept()
+        # every frame type advances the counter: the LOGGING frame 4 is persisted too
+        modem.send(_wire(first) + encode_frame(4, MessageType.LOGGING, b"hello"))
+        _wait_entries(redis_client, stream, len(first))
+        assert _eventually(lambda: _persisted_counter(redis_client, stream_prefix) == 4)
+        assert _sample(registry, "gateway_modem_missed_frames_total") == 0
+    modem.close()
+    # frames 5, 6, 7: the modem sent them while no ingest held the port; they are gone
+
+    modem.listen()
+    with running(settings) as (registry, _):
+        modem.accept()
+        modem.send(_wire(after))
+        _assert_frames(_wait_entries(redis_client, stream, len(first) + len(after)), first + after)
+        assert _sample(registry, "gateway_serial_errors_total", kind="counter_gap") == 1
+        assert _sample(registry, "gateway_modem_missed_frames_total") == 3
+        assert _eventually(lambda: _persisted_counter(redis_client, stream_prefix) == 9)
+    state = _state(redis_client, stream_prefix)
+    assert state[b"after_reboot"] == b"0"
+    assert abs(float(state[b"seen_at"]) - time.time()) < 10
+
+
+def test_no_gap_across_a_restart_without_losses(
+    modem: ModemServer, redis_url: str, redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    stream = StreamKeys(stream_prefix).frames
+    settings = _settings(modem.url, redis_url, stream_prefix)
+    for first_counter in (254, 0):  # across the wrap
+        with running(settings) as (registry, _):
+            modem.accept()
+            modem.send(_wire(_alp_frames(first_counter, 2)))
+            _wait_entries(redis_client, stream, 2 if first_counter == 254 else 4)
+            assert _eventually(
+                lambda c=first_counter: _persisted_counter(redis_client, stream_prefix) == c + 1
+            )
+            assert _sample(registry, "gateway_serial_errors_total", kind="counter_gap") == 0
+        modem.close()
+        modem.listen()
+
+
+def test_a_reboot_while_ingest_is_down_starts_a_new_sequence(
+    modem: ModemServer, redis_url: str, redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    stream = StreamKeys(stream_prefix).frames
+    settings = _settings(modem.url, redis_url, stream_prefix)
+    with running(settings):
+        modem.accept()
+        modem.send(_wire(_alp_frames(40, 3)))
+        assert _eventually(lambda: _persisted_counter(redis_client, stream_prefix) == 42)
+    modem.close()
+    modem.listen()
+    with running(settings) as (registry, _):
+        modem.accept()
+        modem.send(
+            encode_frame(1, MessageType.REBOOTED, bytes([RebootReason.POWER_ON]))
+            + _wire(_alp_frames(2, 2))
+        )
+        _wait_entries(redis_client, stream, 5)
+        assert _eventually(lambda: _persisted_counter(redis_client, stream_prefix) == 3)
+        assert _sample(registry, "gateway_serial_errors_total", kind="counter_gap") == 0
+
+
+def test_counter_state_waits_for_its_frames_while_redis_is_away(
+    modem: ModemServer, private_redis: PrivateRedis, stream_prefix: str
+) -> None:
+    stream = StreamKeys(stream_prefix).frames
+    frames = _alp_frames(10, 5)
+    settings = _settings(modem.url, private_redis.url, stream_prefix)
+    client = redis.Redis.from_url(private_redis.url)
+    try:
+        with running(settings) as (registry, _):  # Redis not started yet
+            modem.accept()
+            modem.send(_wire(frames) + encode_frame(15, MessageType.LOGGING, b"x"))
+            assert _eventually(
+                lambda: _sample(registry, "gateway_ingest_buffered_frames") == len(frames)
+            )
+            private_redis.start()
+            _assert_frames(_wait_entries(client, stream, len(frames)), frames)
+            assert _eventually(lambda: _persisted_counter(client, stream_prefix) == 15)
+            # a frame that is not streamed, with nothing queued: its state is written alone
+            modem.send(encode_frame(16, MessageType.PING_RESPONSE, b"\x01"))
+            assert _eventually(lambda: _persisted_counter(client, stream_prefix) == 16)
+    finally:
+        client.close()
+
+
+def test_sink_writes_the_latest_counter_state_with_the_frames(
+    redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    keys = StreamKeys(stream_prefix)
+    sink = FrameSink(
+        redis_client,
+        keys.frames,
+        IngestMetrics(CollectorRegistry()),
+        buffer_frames=100,
+        batch_frames=2,
+        backoff_max_s=0.1,
+        state_key=keys.ingest_state,
+    )
+    for counter in range(5):
+        sink.put(
+            FrameEntry(alp=b"\x01", received_at=1.0 + counter, counter=counter),
+            CounterState(counter, after_reboot=False, seen_at=1.0 + counter),
+        )
+    sink.note_state(CounterState(5, after_reboot=True, seen_at=6.5))
+    sink.start()
+    assert sink.stop(5.0) == 0
+    assert redis_client.xlen(keys.frames) == 5
+    assert _state(redis_client, stream_prefix) == {
+        b"counter": b"5",
+        b"after_reboot": b"1",
+        b"seen_at": b"6.5",
+    }
+    expected = CounterState(5, after_reboot=True, seen_at=6.5)
+    assert load_counter_state(redis_client, keys.ingest_state) == expected
+
+
+def test_an_unreadable_counter_state_is_ignored(
+    redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    key = StreamKeys(stream_prefix).ingest_state
+    assert load_counter_state(redis_client, key) is None
+    redis_client.hset(key, mapping={"counter": "300", "after_reboot": "0", "seen_at": "1"})
+    assert load_counter_state(redis_client, key) is None
+    redis_client.hset(key, mapping={"counter": "x"})
+    assert load_counter_state(redis_client, key) is None
+    redis_client.delete(key)
+    redis_client.set(key, b"not a hash")
+    assert load_counter_state(redis_client, key) is None

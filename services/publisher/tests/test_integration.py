@@ -129,8 +129,15 @@ def test_records_are_published_after_a_dbirth_and_acknowledged(
             "last_seen": T0 + 2,
             "readings": 3,
             "last_link_budget": 70,
+            "interval_s": 600,
         },
-        "B2": {"first_seen": T0 + 3, "last_seen": T0 + 5, "readings": 3, "last_link_budget": 60},
+        "B2": {
+            "first_seen": T0 + 3,
+            "last_seen": T0 + 5,
+            "readings": 3,
+            "last_link_budget": 60,
+            "interval_s": 600,
+        },
     }
     assert pub.metric("gateway_records_published_total") == 4
     assert pub.metric("gateway_mqtt_connected") == 1

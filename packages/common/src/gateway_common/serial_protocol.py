@@ -10,6 +10,7 @@ import enum
 from typing import Final
 
 __all__ = [
+    "BITS_PER_BYTE",
     "HEADER_SIZE",
     "MAX_PAYLOAD",
     "SYNC",
@@ -22,6 +23,8 @@ __all__ = [
 SYNC: Final = b"\xc0\x00"
 """Sync byte 0xC0 followed by protocol version 0x00."""
 HEADER_SIZE: Final = 7
+BITS_PER_BYTE: Final = 10
+"""8N1 on the wire: a start bit, 8 data bits, a stop bit."""
 MAX_PAYLOAD: Final = 255
 
 

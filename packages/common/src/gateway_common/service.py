@@ -21,6 +21,7 @@ from gateway_common.http_endpoint import serve_http
 from gateway_common.lifecycle import StopSignal
 from gateway_common.logs import configure_logging, get_logger
 from gateway_common.settings import CommonSettings, load_settings
+from gateway_common.summary import SummarySettings, start_log_summary
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,6 +63,7 @@ def run_service(
         watchdog_s=settings.watchdog_s,
         unhealthy_exit_s=settings.unhealthy_exit_s,
     ).start()
+    start_log_summary(registry, stop, load_settings(SummarySettings).log_summary_interval_s)
     try:
         loop(settings, stop, registry, health)
     finally:

@@ -65,5 +65,6 @@ def render_status(status: GatewayStatus, console: Console) -> None:
     console.print(_streams_table(status))
     console.print(_consumers_table(status))
     age = status.oldest_unpublished_age_s
-    console.print(f"devices: {status.devices}")
+    stale = f" ([bold red]{status.stale_devices} stale[/bold red])" if status.stale_devices else ""
+    console.print(f"devices: {status.devices}{stale}")
     console.print("oldest unpublished record: " + ("none" if age is None else f"{age:.1f} s old"))

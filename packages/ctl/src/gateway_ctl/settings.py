@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
+from gateway_common.devices import DEFAULT_INTERVAL_S
 from gateway_common.settings import CommonSettings
 
 __all__ = ["CtlSettings"]
@@ -9,3 +12,6 @@ __all__ = ["CtlSettings"]
 
 class CtlSettings(CommonSettings):
     """GATEWAY_REDIS_URL and GATEWAY_STREAM_PREFIX name the gateway to inspect."""
+
+    device_interval_s: float = Field(DEFAULT_INTERVAL_S, gt=0)
+    """Reporting interval of a device that has not sent its EnergyConfigFile (staleness)."""

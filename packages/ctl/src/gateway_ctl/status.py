@@ -1,7 +1,8 @@
 """What `gatewayctl status` reports: stream lengths, consumer groups, devices, publishing delay.
 
 Everything comes from a handful of O(1) or O(log n) Redis commands (XLEN, XINFO GROUPS,
-XINFO CONSUMERS, XPENDING summary, XRANGE COUNT 1, HLEN, TIME), so it is cheap on a busy gateway.
+XINFO CONSUMERS, XPENDING summary, XRANGE COUNT 1, TIME) and one HGETALL of the device registry
+(to count stale devices), so it is cheap on a busy gateway.
 `lag` is Redis 7's count of entries not yet delivered to the group; Redis reports it as null when
 it cannot tell (after deletions), and so do we. A group that does not exist yet (its service never
 started) has `pending`, `lag` and its consumer list null.
@@ -14,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
+from gateway_common.devices import DEFAULT_INTERVAL_S
 from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP
+from gateway_ctl.devices import collect_devices, count_stale
 
 if TYPE_CHECKING:
     import redis
@@ -50,6 +53,7 @@ class GatewayStatus:
     records_length: int
     dead_length: int
     devices: int
+    stale_devices: int
     decoder: GroupStatus | None
     publisher: GroupStatus | None
     oldest_unpublished_age_s: float | None
@@ -62,6 +66,7 @@ class GatewayStatus:
                 "dead": {"length": self.dead_length},
             },
             "devices": self.devices,
+            "stale_devices": self.stale_devices,
             "consumers": {
                 DECODER_GROUP: _consumers_json(self.decoder),
                 PUBLISHER_GROUP: _consumers_json(self.publisher),
@@ -133,8 +138,11 @@ def _age_s(client: redis.Redis, entry_id: str | None) -> float | None:
     return round(max(0, now_ms - int(entry_id.split("-")[0])) / 1000, 3)
 
 
-def collect_status(client: redis.Redis, keys: StreamKeys) -> GatewayStatus:
+def collect_status(
+    client: redis.Redis, keys: StreamKeys, default_interval_s: float = DEFAULT_INTERVAL_S
+) -> GatewayStatus:
     """Read the state of the gateway whose keys are `keys`."""
+    devices = collect_devices(client, keys, default_interval_s)
     decoder = _group(client, keys.frames, DECODER_GROUP)
     publisher = _group(client, keys.records, PUBLISHER_GROUP)
     oldest = _oldest_unpublished_id(client, keys.records, publisher)
@@ -143,7 +151,8 @@ def collect_status(client: redis.Redis, keys: StreamKeys) -> GatewayStatus:
         frames_length=int(client.xlen(keys.frames)),
         records_length=int(client.xlen(keys.records)),
         dead_length=int(client.xlen(keys.dead)),
-        devices=int(client.hlen(keys.devices)),
+        devices=len(devices),
+        stale_devices=count_stale(devices),
         decoder=decoder,
         publisher=publisher,
         oldest_unpublished_age_s=_age_s(client, oldest),

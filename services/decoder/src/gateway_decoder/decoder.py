@@ -5,6 +5,8 @@ Per replica: read this consumer's own pending frames first, then new ones; every
 gone, or by this one after an unexpected error). Each batch is decoded, then handed off in one
 atomic step per frame (see handoff.py). A frame whose decoding raises unexpectedly stays pending
 and is retried when claimed again; at its `max_attempts`-th delivery it is dead-lettered instead.
+Every `trim_interval_s` the loop also trims `{p}:frames` behind every consumer group (keeping
+`frames_retention_s` of raw frames for re-decoding) and `{p}:dead` by age (see retention.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from gateway_common.backoff import Backoff
 from gateway_common.entries import DeadLetter, EntryError, Record, decode_frame, encode
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
-from gateway_common.streams import ENTRY_FIELD, StreamKeys
+from gateway_common.retention import RetentionRule, StreamRetention
+from gateway_common.streams import DECODER_GROUP, ENTRY_FIELD, StreamKeys
 from gateway_decoder.decoding import DecodeFunction, Outcome, Rejection, decode_entry
 from gateway_decoder.handoff import (
     REDIS_STATE_ERRORS,
@@ -55,9 +58,11 @@ class Decoder:
         max_attempts: int,
         decode: DecodeFunction = decode_entry,
         health: Health | None = None,
+        retention: StreamRetention | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._health = health if health is not None else Health(STAGE)
+        self._retention = retention
         self._handoff = handoff
         self._keys = keys
         self._metrics = metrics
@@ -93,6 +98,8 @@ class Decoder:
                 if time.monotonic() >= next_claim:
                     self.claim_idle(stop)
                     next_claim = time.monotonic() + self._claim_interval_s
+                if self._retention is not None:
+                    self._retention.run_due()  # never raises
                 self.handle(self._handoff.read_new())
                 backoff.reset()
                 self._health.clear("redis")
@@ -159,6 +166,7 @@ class Decoder:
                 log.info("frame_already_handled", frame_id=output.frame_id)
             elif reason is None:
                 self._metrics.record()
+                log.debug("frame_decoded", frame_id=output.frame_id)
             else:
                 self._metrics.dead(reason)
                 log.warning("frame_dead_lettered", frame_id=output.frame_id, reason=reason)
@@ -244,16 +252,27 @@ def run(
         batch_size=settings.batch_size,
         block_ms=settings.block_ms,
     )
+    metrics = DecoderMetrics(registry)
+    retention = StreamRetention(
+        handoff.client,
+        [
+            RetentionRule(keys.frames, settings.frames_retention_s, (DECODER_GROUP,)),
+            RetentionRule(keys.dead, settings.dead_retention_s, ()),
+        ],
+        interval_s=settings.trim_interval_s,
+        registry=metrics.registry,
+    )
     try:
         decoder = Decoder(
             handoff,
             keys,
-            DecoderMetrics(registry),
+            metrics,
             claim_idle_ms=settings.claim_idle_ms,
             claim_interval_ms=settings.claim_interval_ms,
             max_attempts=settings.max_attempts,
             decode=decode,
             health=health,
+            retention=retention,
         )
         decoder.run(stop)
     finally:

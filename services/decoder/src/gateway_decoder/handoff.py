@@ -108,6 +108,10 @@ class FrameHandoff:
         """A handoff over a new client for `url` (it connects lazily)."""
         return cls(connect(url), keys, consumer, batch_size=batch_size, block_ms=block_ms)
 
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
     def close(self) -> None:
         self._client.close()
 

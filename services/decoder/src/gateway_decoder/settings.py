@@ -22,3 +22,9 @@ class DecoderSettings(CommonSettings):
     """How often to look for such frames."""
     max_attempts: int = Field(5, ge=1, le=1000)
     """Deliveries after which a frame whose decoding keeps failing goes to the dead letters."""
+    frames_retention_s: float = Field(604_800, ge=0)
+    """Decoded frames are kept this long (the raw archive for re-decoding), then trimmed."""
+    dead_retention_s: float = Field(2_592_000, ge=0)
+    """Dead letters are kept this long (they have no consumer group: trimmed by age only)."""
+    trim_interval_s: float = Field(60, gt=0)
+    """How often to trim `{p}:frames` and `{p}:dead` (any replica may; trimming is idempotent)."""

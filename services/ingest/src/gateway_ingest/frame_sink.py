@@ -7,14 +7,22 @@ retries with capped backoff and the buffer fills; beyond `buffer_frames` frames 
 dropped (counted, logged): for cumulative meter readings the newest frames carry the
 most value, and the stream stays in order. Delivery to Redis is at least once: if the connection
 drops after EXEC reached Redis but before its reply, that batch is written again on retry.
+
+The modem counter state after each frame (`CounterState`, every frame type) rides along: each
+batch's MULTI/EXEC also writes, to `{p}:ingest:modem`, the state after the last frame of the
+batch, and a state noted after the last queued frame (a LOGGING frame, say) is written on its own
+once every frame before it is written. So the persisted state never runs ahead of the frames
+Redis accepted: the next ingest counts frames read but never accepted (still buffered when this
+one stopped or was killed) as a counter gap, together with those sent while no ingest listened.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
@@ -24,16 +32,56 @@ from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.redis_conn import REDIS_UNAVAILABLE
 from gateway_common.streams import ENTRY_FIELD
+from gateway_ingest.counters import CounterState
 
 if TYPE_CHECKING:
     from gateway_ingest.metrics import IngestMetrics
 
-__all__ = ["FrameSink"]
+__all__ = ["FrameSink", "load_counter_state"]
 
 _JOIN_MARGIN_S = 1.0
 _WRITE_ERRORS: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE, redis.ResponseError)
 
 log = get_logger(__name__)
+
+
+def _state_fields(state: CounterState) -> dict[str, str | int]:
+    return {
+        "counter": state.counter,
+        "after_reboot": int(state.after_reboot),
+        "seen_at": repr(state.seen_at),
+    }
+
+
+def load_counter_state(client: redis.Redis, key: str) -> CounterState | None:
+    """The modem counter state the last ingest persisted; None if absent, unreadable or away."""
+    try:
+        raw: Any = client.hgetall(key)
+    except _WRITE_ERRORS as exc:
+        log.warning("counter_state_unavailable", key=key, error=str(exc))
+        return None
+    if not raw:
+        return None
+    try:
+        state = CounterState(
+            counter=int(raw[b"counter"]),
+            after_reboot=bool(int(raw[b"after_reboot"])),
+            seen_at=float(raw[b"seen_at"]),
+        )
+    except (KeyError, ValueError) as exc:
+        log.warning("counter_state_unreadable", key=key, error=repr(exc))
+        return None
+    if not 0 <= state.counter <= 0xFF:
+        log.warning("counter_state_unreadable", key=key, counter=state.counter)
+        return None
+    return state
+
+
+@dataclass(slots=True)
+class _Queued:
+    data: bytes
+    state: CounterState | None
+    """The counter state after this frame and any non-ALP frames that followed it."""
 
 
 class FrameSink:
@@ -47,15 +95,19 @@ class FrameSink:
         batch_frames: int,
         backoff_max_s: float,
         health: Health | None = None,
+        state_key: str | None = None,
     ) -> None:
         self._health = health if health is not None else Health("ingest")
         self._client = client
         self._stream = stream
+        self._state_key = state_key
         self._metrics = metrics
         self._capacity = buffer_frames
         self._batch_frames = batch_frames
         self._backoff = Backoff(initial_s=0.05, max_s=backoff_max_s)
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[_Queued] = deque()
+        self._loose_state: CounterState | None = None
+        """A state noted when no frame was queued: written once the frames before it are."""
         self._in_flight = 0
         self._cond = threading.Condition()
         self._stopping = False
@@ -75,14 +127,32 @@ class FrameSink:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, entry: FrameEntry) -> None:
-        """Queue one frame for the stream; never blocks on Redis."""
+    def put(self, entry: FrameEntry, state: CounterState | None = None) -> None:
+        """Queue one frame for the stream; never blocks on Redis.
+
+        `state` is the modem counter state right after this frame, persisted with it.
+        """
         data = encode(entry)
+        if self._state_key is None:
+            state = None
         with self._cond:
-            self._queue.append(data)
+            self._queue.append(_Queued(data, state))
+            if state is not None:
+                self._loose_state = None  # superseded
             self._enforce_capacity()
             self._metrics.buffered_frames.set(len(self._queue) + self._in_flight)
             self._cond.notify()
+
+    def note_state(self, state: CounterState) -> None:
+        """The counter state after a frame that is not written to the stream; never blocks."""
+        if self._state_key is None:
+            return
+        with self._cond:
+            if self._queue:
+                self._queue[-1].state = state
+            else:
+                self._loose_state = state
+                self._cond.notify()
 
     def stop(self, flush_timeout_s: float) -> int:
         """Write what is buffered (for at most `flush_timeout_s`), stop; return frames left."""
@@ -124,27 +194,34 @@ class FrameSink:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._stopping:
+                while not self._queue and self._loose_state is None and not self._stopping:
                     self._cond.wait()
-                if not self._queue or monotonic() >= self._deadline:
+                idle = not self._queue and self._loose_state is None
+                if idle or monotonic() >= self._deadline:
                     return
                 batch = [
                     self._queue.popleft() for _ in range(min(self._batch_frames, len(self._queue)))
                 ]
+                loose = None
+                if not batch:  # only a counter state to write
+                    loose, self._loose_state = self._loose_state, None
                 self._in_flight = len(batch)
-            if self._write(batch):
+            state = next((q.state for q in reversed(batch) if q.state is not None), loose)
+            if self._write([q.data for q in batch], state):
                 self._written(len(batch))
             else:
-                self._requeue(batch)
+                self._requeue(batch, loose)
                 delay = min(self._backoff.next_delay(), max(0.0, self._deadline - monotonic()))
                 if self._wake.wait(delay):
                     self._wake.clear()  # a stop request: try once more right away
 
-    def _write(self, batch: list[bytes]) -> bool:
+    def _write(self, batch: list[bytes], state: CounterState | None) -> bool:
         try:
             with self._client.pipeline(transaction=True) as pipe:
                 for data in batch:
                     pipe.xadd(self._stream, {ENTRY_FIELD: data})
+                if state is not None and self._state_key is not None:
+                    pipe.hset(self._state_key, mapping=cast("Any", _state_fields(state)))
                 pipe.execute()
         except _WRITE_ERRORS as exc:
             report = log.debug if self._failing else log.warning
@@ -164,8 +241,10 @@ class FrameSink:
         return True
 
     def _written(self, count: int) -> None:
-        self._metrics.frames_written.inc(count)
         self._backoff.reset()
+        if not count:  # a counter state alone
+            return
+        self._metrics.frames_written.inc(count)
         with self._cond:
             self._in_flight = 0
             buffered = len(self._queue)
@@ -176,9 +255,16 @@ class FrameSink:
                 self._overflow_dropped = 0
         log.debug("frames_written", frames=count, buffered=buffered, stream=self._stream)
 
-    def _requeue(self, batch: list[bytes]) -> None:
+    def _requeue(self, batch: list[_Queued], loose: CounterState | None) -> None:
         with self._cond:
             self._in_flight = 0
             self._queue.extendleft(reversed(batch))
+            if self._loose_state is not None and batch:
+                # Noted while the batch was out (the queue was empty): it follows the batch, and
+                # no frame was queued since (a frame with a state would have superseded it).
+                self._queue[-1].state = self._loose_state
+                self._loose_state = None
+            elif loose is not None and not self._queue and self._loose_state is None:
+                self._loose_state = loose
             self._enforce_capacity()
             self._metrics.buffered_frames.set(len(self._queue))

@@ -26,7 +26,7 @@ pending partial frame (`pending_bytes`) or the run of discarded bytes not report
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from gateway_common.serial_protocol import HEADER_SIZE, SYNC, crc16
@@ -46,6 +46,9 @@ class Frame:
     counter: int
     message_type: int
     payload: bytes
+    trailing: int = field(default=0, compare=False)
+    """Bytes that had already arrived after this frame's last byte when it was found: the owner
+    of the port dates the frame that many byte-times before the read that completed it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,14 @@ class Framer:
             payload = bytes(buf[pos + HEADER_SIZE : frame_end])
             expected = (buf[pos + 5] << 8) | buf[pos + 6]
             if crc16(payload) == expected:
-                out.append(Frame(counter=buf[pos + 2], message_type=buf[pos + 3], payload=payload))
+                out.append(
+                    Frame(
+                        counter=buf[pos + 2],
+                        message_type=buf[pos + 3],
+                        payload=payload,
+                        trailing=end - frame_end,
+                    )
+                )
                 pos = frame_end
             else:
                 out.append(FramingError("crc", 1, counter=buf[pos + 2], length=length))

@@ -3,7 +3,9 @@
 The loop owns the port: it opens it, reads promptly, reopens it with capped backoff when it
 vanishes (the process stays up), and resets the framer on every reopen (a partial frame across a
 reconnect is garbage). Only the sink talks to Redis, from its own thread, so the reader never
-waits on Redis.
+waits on Redis. The modem counter state after every frame goes to the sink too, which persists
+it; at start the counter tracker is seeded from it, so frames sent while no ingest held the port
+are counted as a gap (see counters.py).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from gateway_common.backoff import Backoff
 from gateway_common.entries import FrameEntry
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
-from gateway_common.serial_protocol import MessageType, RebootReason
+from gateway_common.serial_protocol import BITS_PER_BYTE, MessageType, RebootReason
 from gateway_common.streams import StreamKeys
-from gateway_ingest.counters import CounterTracker
-from gateway_ingest.frame_sink import FrameSink
+from gateway_ingest.counters import CounterState, CounterTracker, Gap, may_have_wrapped
+from gateway_ingest.frame_sink import FrameSink, load_counter_state
 from gateway_ingest.framing import Frame, Framer, FramingError, FramingEvent
 from gateway_ingest.metrics import IngestMetrics
 from gateway_ingest.serial_link import PortLostError, SerialLink
@@ -65,6 +67,9 @@ class Ingest:
         partial_frame_timeout_s: float,
         reopen_backoff_max_s: float,
         health: Health | None = None,
+        seed: CounterState | None = None,
+        seed_loader: Callable[[], CounterState | None] | None = None,
+        baudrate: int = 115200,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._health = health if health is not None else Health("ingest")
@@ -72,7 +77,14 @@ class Ingest:
         self._sink = sink
         self._metrics = metrics
         self._framer = Framer()
-        self._counters = CounterTracker()
+        self._counters = CounterTracker(seed)
+        self._resumed_from = seed
+        """The state persisted by the previous ingest, until the first frame is checked."""
+        self._seed_loader = seed_loader
+        """Reads that state from Redis once the port is open (the kernel buffers the line
+        meanwhile; a slow or unreachable Redis must never keep the port closed)."""
+        self._baudrate = baudrate
+        self._byte_time_s = BITS_PER_BYTE / baudrate
         self._partial_timeout_s = partial_frame_timeout_s
         self._backoff = Backoff(initial_s=0.1, max_s=reopen_backoff_max_s)
         self._clock = clock
@@ -96,6 +108,7 @@ class Ingest:
             self._metrics.serial_connected.set(1)
             self._metrics.port_reopens.inc()
             log.info("serial_opened", port=self._link.url)
+            self._load_seed()
             try:
                 self._read_until_stopped(stop)
             except PortLostError as exc:
@@ -110,26 +123,45 @@ class Ingest:
                     log.info("partial_frame_discarded", bytes=dropped)
         log.info("serial_reader_stopped", port=self._link.url, reason=stop.reason)
 
+    def _load_seed(self) -> None:
+        if self._seed_loader is None:
+            return
+        loader, self._seed_loader = self._seed_loader, None
+        seed = loader()
+        self._counters = CounterTracker(seed)
+        self._resumed_from = seed
+        log.info("counter_state_loaded", last_counter=None if seed is None else seed.counter)
+
     def _read_until_stopped(self, stop: StopSignal) -> None:
-        last_byte_at = self._clock()
+        last_byte_at = previous_read_at = self._clock()
         while not stop.is_set():
             data = self._link.read()
             self._health.beat()
             now = self._clock()
             if data:
                 last_byte_at = now
-                self._handle(self._framer.feed(data), now)
+                byte_s = self._byte_time_within(len(data), now - previous_read_at)
+                self._handle(self._framer.feed(data), now, byte_s)
             elif self._framer.has_partial() and now - last_byte_at >= self._partial_timeout_s:
-                self._handle(self._framer.drop_partial(), now)
+                self._handle(self._framer.drop_partial(), now, 0.0)
+            previous_read_at = now
         # Bytes the OS already holds were sent before the stop: take them too.
         data = self._link.read_available()
         if data:
-            self._handle(self._framer.feed(data), self._clock())
+            self._handle(self._framer.feed(data), self._clock(), 0.0)
 
-    def _handle(self, events: list[FramingEvent], received_at: float) -> None:
+    def _byte_time_within(self, size: int, window_s: float) -> float:
+        """The time one byte of this read took to arrive: a byte-time of the line, unless the
+        read's `size` bytes arrived faster than that (a socket or pty, not a UART), within the
+        `window_s` since the previous read returned."""
+        return min(self._byte_time_s, max(window_s, 0.0) / size)
+
+    def _handle(self, events: list[FramingEvent], read_at: float, byte_s: float) -> None:
         for event in events:
             if isinstance(event, Frame):
-                self._on_frame(event, received_at)
+                # The frame's last byte arrived `trailing` bytes before the end of the read:
+                # frames of one read get distinct, increasing receive times.
+                self._on_frame(event, read_at - event.trailing * byte_s)
             else:
                 self._on_error(event)
 
@@ -150,8 +182,16 @@ class Ingest:
             self._metrics.serial_errors.labels(kind="counter_gap").inc()
             self._metrics.missed_frames.inc(gap.missed)
             log.warning(
-                "counter_gap", expected=gap.expected, received=gap.received, missed=gap.missed
+                "counter_gap",
+                expected=gap.expected,
+                received=gap.received,
+                missed=gap.missed,
+                after_restart=gap.after_restart,
             )
+        if self._resumed_from is not None:
+            self._log_resumed(self._resumed_from, frame, gap, received_at)
+            self._resumed_from = None
+        state = self._counters.state(received_at)
         kind = frame.message_type
         log.debug(
             "frame_received",
@@ -163,9 +203,12 @@ class Ingest:
         if kind == MessageType.ALP_DATA:
             self._metrics.frames_received.inc()
             self._sink.put(
-                FrameEntry(alp=frame.payload, received_at=received_at, counter=frame.counter)
+                FrameEntry(alp=frame.payload, received_at=received_at, counter=frame.counter),
+                state,
             )
             return
+        if state is not None:
+            self._sink.note_state(state)
         self._metrics.other_messages.labels(type=_type_name(kind)).inc()
         if kind == MessageType.REBOOTED:
             reason = frame.payload[0] if frame.payload else None
@@ -189,6 +232,22 @@ class Ingest:
                 payload=frame.payload.hex(),
             )
 
+    def _log_resumed(
+        self, previous: CounterState, frame: Frame, gap: Gap | None, received_at: float
+    ) -> None:
+        """The first frame after a start, checked against the counter the last ingest saw."""
+        silence_s = max(0.0, received_at - previous.seen_at)
+        log.info(
+            "counter_resumed",
+            previous_counter=previous.counter,
+            counter=frame.counter,
+            rebooted=frame.message_type == MessageType.REBOOTED,
+            missed=0 if gap is None else gap.missed,
+            since_previous_frame_s=round(silence_s, 3),
+            # 256 frames could have been sent meanwhile: whole wraps of the counter are invisible
+            missed_is_lower_bound=may_have_wrapped(silence_s, self._baudrate),
+        )
+
 
 def run(
     settings: IngestSettings,
@@ -200,7 +259,8 @@ def run(
     metrics = IngestMetrics(registry if registry is not None else CollectorRegistry())
     health = health if health is not None else Health("ingest")
     client = redis_conn.connect(settings.redis_url)
-    stream = StreamKeys(settings.stream_prefix).frames
+    keys = StreamKeys(settings.stream_prefix)
+    stream = keys.frames
     sink = FrameSink(
         client,
         stream,
@@ -209,6 +269,7 @@ def run(
         batch_frames=settings.write_batch_frames,
         backoff_max_s=settings.redis_backoff_max_s,
         health=health,
+        state_key=keys.ingest_state,
     )
     link = SerialLink(
         settings.serial_port, settings.serial_baudrate, settings.serial_read_timeout_ms / 1000
@@ -220,6 +281,8 @@ def run(
         partial_frame_timeout_s=settings.partial_frame_timeout_ms / 1000,
         reopen_backoff_max_s=settings.reopen_backoff_max_s,
         health=health,
+        seed_loader=lambda: load_counter_state(client, keys.ingest_state),
+        baudrate=settings.serial_baudrate,
     )
     log.info(
         "ingest_started",

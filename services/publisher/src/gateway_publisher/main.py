@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from gateway_common.health import Health
 from gateway_common.redis_conn import connect
+from gateway_common.retention import RetentionRule, StreamRetention
 from gateway_common.service import run_service
-from gateway_common.streams import StreamKeys
+from gateway_common.streams import PUBLISHER_GROUP, StreamKeys
 from gateway_publisher.metrics import PublisherMetrics
 from gateway_publisher.mqtt_link import MqttConfig, MqttLink
 from gateway_publisher.publisher import Publisher, PublisherOptions
@@ -49,20 +50,29 @@ def run(
 ) -> None:
     """Run the publisher until `stop` is set (tests run this in a thread)."""
     client = connect(settings.redis_url)
+    keys = StreamKeys(settings.stream_prefix)
     link = MqttLink(mqtt_config(settings))
+    retention = StreamRetention(
+        client,
+        [RetentionRule(keys.records, settings.records_retention_s, (PUBLISHER_GROUP,))],
+        interval_s=settings.trim_interval_s,
+        registry=registry,
+    )
     publisher = Publisher(
-        source=RecordSource(client, StreamKeys(settings.stream_prefix), settings.consumer_name),
+        source=RecordSource(client, keys, settings.consumer_name),
         link=link,
         topics=TopicScheme(settings.topic_root, settings.project_id, settings.edge_node_id),
         metrics=PublisherMetrics(registry),
         stop=stop,
         health=health if health is not None else Health("publisher"),
+        retention=retention,
         options=PublisherOptions(
             window_messages=settings.window_messages,
             max_attempts=settings.max_attempts,
             block_ms=settings.block_ms,
             shutdown_grace_ms=settings.shutdown_grace_ms,
             backlog_interval_ms=settings.backlog_interval_ms,
+            device_interval_s=settings.device_interval_s,
         ),
     )
     link.start()

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from prometheus_client import CollectorRegistry
 
 __all__ = ["PublisherMetrics"]
@@ -35,9 +37,20 @@ class PublisherMetrics:
             "Records not yet acknowledged by the publisher group (pending + lag)",
             registry=registry,
         )
+        self.device_stale = Gauge(
+            "gateway_device_stale",
+            "1 while a device has been silent for more than 3 times its reporting interval",
+            ["device_id"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "gateway_dead_letters_total",
             "Records moved to the dead letters by the publisher",
             ["reason"],
             registry=registry,
         )
+
+    def set_stale(self, flags: Mapping[str, bool]) -> None:
+        """One `gateway_device_stale` sample per known device."""
+        for device_id, stale in flags.items():
+            self.device_stale.labels(device_id=device_id).set(1 if stale else 0)

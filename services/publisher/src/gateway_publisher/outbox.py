@@ -2,10 +2,13 @@
 
 Acknowledgements (with the registry entries they change) and dead letters wait here until
 Redis takes them, so a Redis outage delays them without losing or repeating them.
+Acknowledgements are written in batches: `due` says when the loop should write them (a batch
+is full, the oldest has waited long enough, or a dead letter waits).
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from gateway_common.entries import DeadLetter, encode
@@ -33,18 +36,38 @@ class Outbox:
         registry: DeviceRegistry,
         metrics: PublisherMetrics,
         clock: Callable[[], float],
+        *,
+        ack_batch: int = 1,
+        ack_delay_s: float = 0.0,
     ) -> None:
         self._source = source
         self._registry = registry
         self._metrics = metrics
         self._clock = clock
+        self._ack_batch = ack_batch
+        self._ack_delay_s = ack_delay_s
+        self._oldest_ack = 0.0
+        """time.monotonic() of the oldest acknowledgement not written yet."""
         self._acks: list[tuple[str, Record]] = []
         self._dead: list[tuple[str, bytes, str]] = []
         """(entry id, encoded dead letter, reason label of the metric)."""
 
     def ack(self, entry_id: str, record: Record) -> None:
         """The record is done (published, or a configuration file): acknowledge it."""
+        if not self._acks:
+            self._oldest_ack = time.monotonic()
         self._acks.append((entry_id, record))
+
+    def __len__(self) -> int:
+        return len(self._acks) + len(self._dead)
+
+    def due_in(self, now: float) -> float | None:
+        """Seconds until the writes are due (0: now), None when there is nothing to write."""
+        if self._dead or len(self._acks) >= self._ack_batch:
+            return 0.0
+        if not self._acks:
+            return None
+        return max(0.0, self._oldest_ack + self._ack_delay_s - now)
 
     def dead(
         self,

@@ -96,29 +96,57 @@ def _phases(record: Record, key: str) -> list[int]:
     return value
 
 
-def _metric(spec: MetricSpec, timestamp: int, value: int | bool) -> dict[str, Any]:
-    return {"name": spec.name, "dataType": spec.data_type, "timestamp": timestamp, "value": value}
+def _prefix(spec: MetricSpec) -> str:
+    """`{"name":…,"dataType":…,"timestamp":`: what json.dumps writes before the timestamp."""
+    name = json.dumps(spec.name, ensure_ascii=False)
+    return f'{{"name":{name},"dataType":{json.dumps(spec.data_type)},"timestamp":'
+
+
+#: The fixed text of each metric, built once: a payload is concatenated, not serialised.
+_PREFIX: Final = {spec: _prefix(spec) for spec in METRICS}
+_VALUE: Final = ',"value":'
+_ENERGY_PREFIXES: Final = tuple(
+    (key, tuple(_PREFIX[s] for s in specs)) for key, specs in _ENERGY_FIELDS
+)
+
+
+def _json_int(value: int) -> str:
+    return int.__repr__(value)  # what json.dumps writes for an int (or an int subclass)
+
+
+def _json_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _json_scalar(value: int) -> str:
+    """An int or a bool (a bool is an int to the record's validation)."""
+    return _json_bool(value) if isinstance(value, bool) else _json_int(value)
 
 
 def ddata_payload(record: Record) -> bytes | None:
     """The DDATA payload of a record, or None for a configuration file (not published).
 
+    Byte for byte what `json.dumps({"metrics": [{"name", "dataType", "timestamp", "value"},
+    …]}, ensure_ascii=False, separators=(",", ":"))` gives, built from precomputed text.
     Raises PayloadError when the record's fields do not match its kind.
     """
-    ts = timestamp_ms(record.received_at)
-    metrics: list[dict[str, Any]] = []
+    ts = _json_int(timestamp_ms(record.received_at)) + _VALUE
+    signal = _PREFIX[SIGNAL] + ts + _json_scalar(record.link_budget) + "}"
+    parts: list[str] = []
     if record.kind == "energy":
         valid = _bool_field(record, "measurement_valid")
         if valid:
-            for key, specs in _ENERGY_FIELDS:
+            for key, prefixes in _ENERGY_PREFIXES:
                 values = _phases(record, key)
-                metrics.extend(_metric(s, ts, v) for s, v in zip(specs, values, strict=True))
-        metrics.append(_metric(SIGNAL, ts, record.link_budget))
-        metrics.append(_metric(LINK_STATE, ts, valid))
+                parts.extend(
+                    p + ts + _json_int(v) + "}" for p, v in zip(prefixes, values, strict=True)
+                )
+        parts.append(signal)
+        parts.append(_PREFIX[LINK_STATE] + ts + _json_bool(valid) + "}")
     elif record.kind == "button":
         state = _int_field(record, "buttons_state")
-        metrics.append(_metric(BUTTON_PRESSED, ts, bool(state & 0x01)))
-        metrics.append(_metric(SIGNAL, ts, record.link_budget))
+        parts.append(_PREFIX[BUTTON_PRESSED] + ts + _json_bool(bool(state & 0x01)) + "}")
+        parts.append(signal)
     else:
         return None
-    return _dumps({"metrics": metrics})
+    return ('{"metrics":[' + ",".join(parts) + "]}").encode("utf-8")

@@ -1,10 +1,13 @@
 """The publishing loop: records from Redis to the broker, acknowledged only after a good PUBACK.
 
-One thread runs it. It reads its own pending records first, then new ones, keeps at most a
+One thread runs it. It reads its own pending records first, then new ones, in batches larger
+than the window (they wait, decoded, in memory and stay pending in Redis), keeps at most a
 window of QoS 1 messages in flight, and acknowledges each record (XACK) only once the broker
-answered its DDATA with a success reason code. When the connection drops, it forgets what was
-in flight (those records stay pending in Redis) and, on the next connection, republishes its
-pending records in order, after the DBIRTH of each device.
+answered its DDATA with a success reason code. Acknowledgements are written in batches (see
+`PublisherOptions`), and always before the loop blocks on Redis or waits for a connection.
+When the connection drops, it forgets what was in flight (those records stay pending in
+Redis) and, on the next connection, republishes its pending records in order, after the
+DBIRTH of each device.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway_common.backoff import Backoff
+from gateway_common.devices import DEFAULT_INTERVAL_S
 from gateway_common.entries import EntryError, decode_record
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
@@ -24,12 +28,14 @@ from gateway_publisher.outbox import Outbox
 from gateway_publisher.payloads import dbirth_payload, ddata_payload
 from gateway_publisher.record_source import NEW_ENTRIES, PENDING_START
 from gateway_publisher.registry import DeviceRegistry
+from gateway_publisher.topics import TopicCache
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from gateway_common.entries import Record
     from gateway_common.lifecycle import StopSignal
+    from gateway_common.retention import StreamRetention
     from gateway_publisher.metrics import PublisherMetrics
     from gateway_publisher.mqtt_link import LinkEvent, MqttLink
     from gateway_publisher.record_source import RecordSource, StreamEntry
@@ -47,6 +53,14 @@ class PublisherOptions:
     block_ms: int = 1000
     shutdown_grace_ms: int = 2000
     backlog_interval_ms: int = 5000
+    device_interval_s: float = DEFAULT_INTERVAL_S
+    """Reporting interval of a device whose EnergyConfigFile has not arrived (staleness)."""
+    read_batch: int = 128
+    """Records read and decoded ahead of the window, at most; a read refills below half."""
+    ack_batch: int = 32
+    """Acknowledgements written together once this many wait..."""
+    ack_delay_ms: int = 10
+    """...or once the oldest has waited this long (or before the loop blocks)."""
 
 
 @dataclass(slots=True)
@@ -76,12 +90,15 @@ class Publisher:
         stop: StopSignal,
         options: PublisherOptions,
         health: Health | None = None,
+        retention: StreamRetention | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._health = health if health is not None else Health("publisher")
+        self._retention = retention
+        """Trims `{p}:records` behind every group's acknowledgements, every interval."""
         self._source = source
         self._link = link
-        self._topics = topics
+        self._topics = TopicCache(topics)
         self._metrics = metrics
         self._stop = stop
         self._opt = options
@@ -94,7 +111,14 @@ class Publisher:
         self._inflight: dict[int, _InFlight] = {}
         self._attempts: dict[str, int] = {}
         """Refused publishes per entry id (reconnections do not count)."""
-        self._outbox = Outbox(source, self._registry, metrics, clock)
+        self._outbox = Outbox(
+            source,
+            self._registry,
+            metrics,
+            clock,
+            ack_batch=options.ack_batch,
+            ack_delay_s=options.ack_delay_ms / 1000,
+        )
         self._next_backlog = 0.0
 
     @property
@@ -150,26 +174,40 @@ class Publisher:
     def _step(self) -> None:
         # Answers that arrived first are handled while their connection is still current.
         self._drain_events(0)
-        self._flush()
+        if self._outbox.due_in(time.monotonic()) == 0:
+            self._flush()
         self._refresh_backlog()
+        if self._retention is not None:
+            self._retention.run_due()  # never raises
         if not self._link.connected.is_set():
             self._metrics.connected.set(0)
             self._health.problem("mqtt", "not connected to the broker")
             self._forget_in_flight()
+            self._flush()
             self._link.wait_connected(self._opt.block_ms / 1000)
             return
         if self._link.generation != self._generation:
             self._on_new_connection(self._link.generation)
         self._publish_ready()
-        if self._room() > 0 and not self._ready:
-            entries = self._read(self._room())
+        if len(self._ready) <= self._opt.read_batch // 2:
+            # Block on Redis only when nothing waits for a PUBACK or for room in the window,
+            # and only once every answer so far is acknowledged.
+            idle = not self._inflight and not self._ready
+            if idle:
+                self._flush()
+            entries = self._read(self._opt.read_batch - len(self._ready), block=idle)
             if entries:
                 self._take(entries)
                 return
         if self._inflight or self._ready:
             # Window full, nothing new, or the link refused: wait for the broker's answers
-            # or for the news that the connection is gone.
-            self._drain_events(self._opt.block_ms / 1000)
+            # or for the news that the connection is gone, and no longer than the acks may wait.
+            self._drain_events(self._wait_s())
+
+    def _wait_s(self) -> float:
+        wait_s = self._opt.block_ms / 1000
+        due_s = self._outbox.due_in(time.monotonic())
+        return wait_s if due_s is None else min(wait_s, due_s)
 
     def _room(self) -> int:
         window = self._opt.window_messages
@@ -178,9 +216,9 @@ class Publisher:
             window = min(window, broker_max)
         return window - len(self._inflight)
 
-    def _read(self, room: int) -> list[StreamEntry]:
+    def _read(self, count: int, *, block: bool) -> list[StreamEntry]:
         while self._cursor != NEW_ENTRIES:
-            entries = self._source.read(self._cursor, room, None)
+            entries = self._source.read(self._cursor, count, None)
             if not entries:
                 self._cursor = NEW_ENTRIES
                 log.info("pending_replayed")
@@ -192,9 +230,7 @@ class Publisher:
             fresh = [e for e in entries if e.entry_id not in known]
             if fresh:
                 return fresh
-        # Block only when nothing waits for a PUBACK, or the answers would wait for the read.
-        block = None if self._inflight else self._opt.block_ms
-        return self._source.read(NEW_ENTRIES, room, block)
+        return self._source.read(NEW_ENTRIES, count, self._opt.block_ms if block else None)
 
     def _ids_in_hand(self) -> set[str]:
         ids = {item.ready.entry.entry_id for item in self._inflight.values() if item.ready}
@@ -239,7 +275,7 @@ class Publisher:
             self._outbox.dead(entry, f"undecodable record: {exc}", "undecodable", None, 1)
             return None
         try:  # the per-message boundary: whatever fails here dead-letters this record only
-            self._topics.ddata(record.device_id)
+            self._topics.get(record.device_id)
             payload = ddata_payload(record)
         except Exception as exc:
             self._outbox.dead(entry, f"unpublishable record: {exc}", "bad_record", record, 1)
@@ -253,13 +289,14 @@ class Publisher:
         while self._ready:
             ready = self._ready[0]
             device = ready.record.device_id
+            topics = self._topics.get(device)
             birth = self._registry.needs_birth(device)
             # A DBIRTH travels with its DDATA; with nothing in flight the pair always goes.
             if self._inflight and self._room() < 1 + birth:
                 return
             if birth:
                 mid = self._link.publish(
-                    self._topics.dbirth(device).value,
+                    topics.dbirth,
                     self._birth,
                     retain=True,
                     generation=self._generation,
@@ -270,7 +307,7 @@ class Publisher:
                 self._registry.mark_born(device)
                 log.info("dbirth_sent", device_id=device)
             mid = self._link.publish(
-                self._topics.ddata(device).value,
+                topics.ddata,
                 ready.payload,
                 retain=False,
                 generation=self._generation,
@@ -317,7 +354,15 @@ class Publisher:
             self._attempts.pop(entry_id, None)
             self._outbox.ack(entry_id, ready.record)
             self._metrics.published.inc()
-            self._metrics.latency.observe(max(0.0, self._clock() - ready.record.received_at))
+            latency_s = max(0.0, self._clock() - ready.record.received_at)
+            self._metrics.latency.observe(latency_s)
+            log.debug(
+                "record_published",
+                entry_id=entry_id,
+                device_id=item.device_id,
+                kind=ready.record.kind,
+                latency_ms=round(latency_s * 1000, 1),
+            )
             return
         attempts = self._attempts.get(entry_id, 0) + 1
         self._attempts[entry_id] = attempts
@@ -344,4 +389,7 @@ class Publisher:
         now = time.monotonic()
         if now >= self._next_backlog:
             self._metrics.backlog.set(self._source.backlog())
+            self._metrics.set_stale(
+                self._registry.stale_flags(self._clock(), self._opt.device_interval_s)
+            )
             self._next_backlog = now + self._opt.backlog_interval_ms / 1000

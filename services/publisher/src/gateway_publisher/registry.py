@@ -8,10 +8,9 @@ current MQTT connection only: it is cleared whenever a new connection comes up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import msgpack
+from gateway_common.devices import DeviceEntry, RegistryError, is_stale
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -21,45 +20,13 @@ if TYPE_CHECKING:
 __all__ = ["DeviceEntry", "DeviceRegistry", "RegistryError"]
 
 
-class RegistryError(ValueError):
-    """A registry entry that cannot be read."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceEntry:
-    first_seen: float
-    """Receive time (epoch seconds) of the device's first record handled by the publisher."""
-    last_seen: float
-    readings: int
-    """Records of this device handled (published, or acknowledged for configuration files)."""
-    last_link_budget: int
-    """Link budget of the most recently received record (records may be acknowledged out of
-    order: a configuration file is acknowledged before the readings still in flight)."""
-
-    def to_bytes(self) -> bytes:
-        packed: bytes = msgpack.packb(
-            {
-                "first_seen": self.first_seen,
-                "last_seen": self.last_seen,
-                "readings": self.readings,
-                "last_link_budget": self.last_link_budget,
-            },
-            use_bin_type=True,
-        )
-        return packed
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> DeviceEntry:
-        try:
-            obj: Any = msgpack.unpackb(data, raw=False)
-            return cls(
-                first_seen=float(obj["first_seen"]),
-                last_seen=float(obj["last_seen"]),
-                readings=int(obj["readings"]),
-                last_link_budget=int(obj["last_link_budget"]),
-            )
-        except (ValueError, TypeError, KeyError, msgpack.ExtraData, msgpack.FormatError) as exc:
-            raise RegistryError(f"unreadable device entry: {exc}") from exc
+def _interval_s(record: Record, old: float | None) -> float | None:
+    """The reporting interval an EnergyConfigFile announces; otherwise the one known."""
+    if record.kind == "energy_config":
+        interval = record.fields.get("interval_s")
+        if isinstance(interval, int) and not isinstance(interval, bool) and interval > 0:
+            return float(interval)
+    return old
 
 
 class DeviceRegistry:
@@ -92,7 +59,11 @@ class DeviceRegistry:
             old = changed.get(record.device_id) or self._entries.get(record.device_id)
             if old is None:
                 changed[record.device_id] = DeviceEntry(
-                    record.received_at, record.received_at, 1, record.link_budget
+                    record.received_at,
+                    record.received_at,
+                    1,
+                    record.link_budget,
+                    _interval_s(record, None),
                 )
             else:
                 newest = record.received_at >= old.last_seen
@@ -101,12 +72,24 @@ class DeviceRegistry:
                     last_seen=record.received_at if newest else old.last_seen,
                     readings=old.readings + 1,
                     last_link_budget=record.link_budget if newest else old.last_link_budget,
+                    interval_s=(
+                        _interval_s(record, old.interval_s)
+                        if newest or old.interval_s is None
+                        else old.interval_s
+                    ),
                 )
         return changed
 
     def commit(self, changed: Mapping[str, DeviceEntry]) -> None:
         """Adopt entries once they are written to Redis."""
         self._entries.update(changed)
+
+    def stale_flags(self, now: float, default_interval_s: float) -> dict[str, bool]:
+        """Whether each known device is stale at `now` (see gateway_common.devices)."""
+        return {
+            device_id: is_stale(entry, now, default_interval_s)
+            for device_id, entry in self._entries.items()
+        }
 
     # ---- per-connection DBIRTH state
 

@@ -42,6 +42,12 @@ class PublisherSettings(CommonSettings):
     """On stop, how long to wait for the PUBACKs of the messages in flight."""
     backlog_interval_ms: int = Field(5000, ge=100, le=600000)
     """How often the backlog gauge is refreshed from Redis."""
+    records_retention_s: float = Field(86_400, ge=0)
+    """Published records are kept this long in `{p}:records`, then trimmed."""
+    trim_interval_s: float = Field(60, gt=0)
+    """How often to trim `{p}:records` behind every consumer group's acknowledgements."""
+    device_interval_s: float = Field(600, gt=0)
+    """Reporting interval assumed until a device's EnergyConfigFile arrives (staleness)."""
 
     _password: str | None = PrivateAttr(default=None)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["MessageType", "Topic", "TopicError", "TopicScheme"]
+__all__ = ["DeviceTopics", "MessageType", "Topic", "TopicCache", "TopicError", "TopicScheme"]
 
 _FORBIDDEN = ("/", "+", "#")
 
@@ -77,3 +78,31 @@ class TopicScheme:
     def subscription(self) -> str:
         """A filter matching every topic this gateway publishes."""
         return f"{self.root}/{self.project_id}/+/{self.edge_node_id}/+"
+
+
+class DeviceTopics(NamedTuple):
+    dbirth: str
+    ddata: str
+
+
+class TopicCache:
+    """Each device's topic strings, built and checked once (a device id is checked on first use).
+
+    Holds at most `max_devices` devices; beyond that it starts again empty.
+    """
+
+    def __init__(self, scheme: TopicScheme, max_devices: int = 10_000) -> None:
+        self._scheme = scheme
+        self._max = max_devices
+        self._topics: dict[str, DeviceTopics] = {}
+
+    def get(self, device_id: str) -> DeviceTopics:
+        """Raises TopicError for a device id that cannot be a topic level."""
+        topics = self._topics.get(device_id)
+        if topics is None:
+            if len(self._topics) >= self._max:
+                self._topics.clear()
+            scheme = self._scheme
+            topics = DeviceTopics(scheme.dbirth(device_id).value, scheme.ddata(device_id).value)
+            self._topics[device_id] = topics
+        return topics
