@@ -9,8 +9,17 @@ guessed: a sensor message that is not this shape carries no file we could attrib
 
 from __future__ import annotations
 
-import enum
 from typing import Final, NamedTuple
+
+from gateway_common.dash7 import (
+    ADDRESS_SIZE,
+    D7ASP_INTERFACE_ID,
+    OP_RETURN_FILE_DATA,
+    OP_STATUS,
+    STATUS_EXT_INTERFACE,
+    STATUS_FIXED_SIZE,
+    AddressType,
+)
 
 __all__ = [
     "AddressType",
@@ -21,12 +30,6 @@ __all__ = [
     "parse_unsolicited",
 ]
 
-OP_RETURN_FILE_DATA: Final = 32
-OP_STATUS: Final = 34
-STATUS_EXT_INTERFACE: Final = 1
-D7ASP_INTERFACE_ID: Final = 0xD7
-#: Fixed part of the D7 interface status, before the address.
-STATUS_FIXED_SIZE: Final = 12
 
 _OPCODE_NAMES: Final = {
     1: "ReadFileData",
@@ -54,18 +57,6 @@ class AlpError(ValueError):
         super().__init__(f"{reason} ({detail})" if detail else reason)
         self.reason = reason
 
-
-class AddressType(enum.IntEnum):
-    """Addressee id type (addressee control bits 5-4)."""
-
-    NBID = 0
-    NOID = 1
-    UID = 2
-    VID = 3
-
-
-ADDRESS_SIZE: Final = (1, 0, 8, 2)
-"""Address size in bytes, indexed by AddressType."""
 
 _ADDRESS_TYPES: Final = tuple(AddressType)
 

@@ -9,6 +9,12 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Final
 
+from gateway_common.dash7 import (
+    BUTTON_CONFIG_FILE_ID,
+    BUTTON_FILE_ID,
+    ENERGY_CONFIG_FILE_ID,
+    ENERGY_FILE_ID,
+)
 from gateway_common.entries import FieldValue, FileKind
 
 if TYPE_CHECKING:
@@ -25,10 +31,6 @@ __all__ = [
     "decode_file",
 ]
 
-ENERGY_FILE_ID: Final = 52
-ENERGY_CONFIG_FILE_ID: Final = 62
-BUTTON_FILE_ID: Final = 51
-BUTTON_CONFIG_FILE_ID: Final = 61
 
 _ENERGY: Final = struct.Struct("<3q3q3i3hB")
 _ENERGY_CONFIG: Final = struct.Struct("<IB")

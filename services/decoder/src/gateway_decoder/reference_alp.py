@@ -20,7 +20,8 @@ from d7a.alp.parser import Parser
 from d7a.d7anp.addressee import IdType
 from d7a.parse_error import ParseError
 
-from gateway_decoder.alp import ADDRESS_SIZE, AddressType, D7Status, UnsolicitedMessage
+from gateway_common.dash7 import ADDRESS_SIZE, AddressType
+from gateway_decoder.alp import D7Status, UnsolicitedMessage
 
 __all__ = ["ReferenceDecodeError", "parse_reference"]
 

@@ -6,10 +6,22 @@ to play the modem, and the tests use it to build frames the vectors do not cover
 
 from __future__ import annotations
 
-import enum
 import struct
 from dataclasses import dataclass
 from typing import Final
+
+from gateway_common.dash7 import (
+    ADDRESS_SIZE,
+    BUTTON_CONFIG_FILE_ID,
+    BUTTON_FILE_ID,
+    D7ASP_INTERFACE_ID,
+    ENERGY_CONFIG_FILE_ID,
+    ENERGY_FILE_ID,
+    OP_RETURN_FILE_DATA,
+    OP_STATUS,
+    STATUS_EXT_INTERFACE,
+    AddressType,
+)
 
 __all__ = [
     "BUTTON_CONFIG_FILE_ID",
@@ -28,29 +40,8 @@ __all__ = [
     "unsolicited_message",
 ]
 
-ENERGY_FILE_ID: Final = 52
-ENERGY_CONFIG_FILE_ID: Final = 62
-BUTTON_FILE_ID: Final = 51
-BUTTON_CONFIG_FILE_ID: Final = 61
-
-OP_RETURN_FILE_DATA: Final = 32
-STATUS_INTERFACE: Final = 0x62  # opcode 34, operand extension 01
-D7ASP_INTERFACE_ID: Final = 0xD7
-
-
-class AddressType(enum.IntEnum):
-    NBID = 0
-    NOID = 1
-    UID = 2
-    VID = 3
-
-
-_ADDRESS_SIZE: Final = {
-    AddressType.NBID: 1,
-    AddressType.NOID: 0,
-    AddressType.UID: 8,
-    AddressType.VID: 2,
-}
+STATUS_INTERFACE: Final = (STATUS_EXT_INTERFACE << 6) | OP_STATUS
+"""0x62: the Status action carrying an interface status."""
 
 
 def length_operand(value: int) -> bytes:
@@ -83,9 +74,9 @@ class InterfaceStatus:
     access_class: int = 0x01
 
     def encode(self) -> bytes:
-        if len(self.address) != _ADDRESS_SIZE[self.address_type]:
+        if len(self.address) != ADDRESS_SIZE[self.address_type]:
             raise ValueError(
-                f"a {self.address_type.name} address has {_ADDRESS_SIZE[self.address_type]} bytes"
+                f"a {self.address_type.name} address has {ADDRESS_SIZE[self.address_type]} bytes"
             )
         body = (
             struct.pack(
