@@ -310,7 +310,8 @@ def start_services(
         executable = BIN_DIR / name
         if not executable.exists():
             raise DemoError(f"{executable} is missing: run `make install`")
-        processes.start(name, [str(executable)], {**env, **extra})
+        health = {"GATEWAY_HEALTH_FILE": str(processes.log_dir / f"{name}-health.json")}
+        processes.start(name, [str(executable)], {**env, **extra, **health})
 
 
 def gateway_counts(redis_url: str, prefix: str) -> dict[str, int]:

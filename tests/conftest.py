@@ -125,7 +125,8 @@ class Gateway:
 
     def start(self, name: str, command: str, **extra_env: str) -> Service:
         log_path = self.log_dir / f"{name}.log"
-        env = {**os.environ, **self.env, **extra_env}
+        health = {"GATEWAY_HEALTH_FILE": str(self.log_dir / f"{name}-health.json")}
+        env = {**os.environ, **self.env, **health, **extra_env}
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [str(BIN / command)], env=env, stdout=log, stderr=subprocess.STDOUT
