@@ -14,6 +14,7 @@ import fcntl
 import getpass
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -410,3 +411,15 @@ class DurableSubscriber:
     def snapshot(self) -> list[Received]:
         with self._cond:
             return list(self.messages)
+
+
+DEFAULT_SEED = 20261127
+
+
+def choose_seed(variable: str) -> int:
+    """A test's random seed: fixed by default so CI is repeatable; `{variable}=N` replays one,
+    `{variable}=random` explores a new one (the test prints it, to replay it)."""
+    value = os.environ.get(variable, "").strip()
+    if value == "random":
+        return random.SystemRandom().randrange(10**6)
+    return int(value) if value else DEFAULT_SEED

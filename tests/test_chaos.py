@@ -48,6 +48,7 @@ from .chaos_rig import (
     PrivateRedis,
     Received,
     ServiceSlot,
+    choose_seed,
     find_binary,
 )
 from .readings import ddata_topic, expected_metrics, frame_of, ranges, reading, seq_of_ddata
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import redis
+
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -396,7 +398,7 @@ def test_faults_lose_no_accepted_frame(
     durable_subscriber: DurableSubscriber,
     slots: dict[str, ServiceSlot],
 ) -> None:
-    seed = int(os.environ.get("GATEWAY_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
+    seed = choose_seed("GATEWAY_CHAOS_SEED")
     frames = [frame_of(seq) for seq in range(FRAMES)]
     seq_of = {frame[7:]: seq for seq, frame in enumerate(frames)}
     flow_s = sum(map(len, frames)) / LINE_BYTES_PER_S

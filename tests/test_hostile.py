@@ -10,7 +10,6 @@ GATEWAY_HOSTILE_SEED replays a stream (the seed is printed and named in every fa
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import time
@@ -31,6 +30,7 @@ from gateway_simulator.alp import (
     unsolicited_message,
 )
 
+from .chaos_rig import choose_seed
 from .conftest import EDGE_NODE_ID, PROJECT_ID
 from .readings import (
     ENERGY_FILE_ID,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import redis
 
     from .conftest import Gateway, ModemLine, Service, Subscriber
+
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -236,7 +237,7 @@ def test_hostile_line_loses_no_good_reading(
     stream_prefix: str,
     topic_root: str,
 ) -> None:
-    seed = int(os.environ.get("GATEWAY_HOSTILE_SEED") or random.SystemRandom().randrange(10**6))
+    seed = choose_seed("GATEWAY_HOSTILE_SEED")
     tag = f"[seed {seed}]"
     print(f"\nhostile seed {seed} (GATEWAY_HOSTILE_SEED={seed} replays it)")
     rng = random.Random(seed)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway_common.health import EXIT_UNHEALTHY
+from gateway_common.serial_protocol import MessageType, encode_frame
 
 BIN = Path(sys.executable).parent
 
@@ -138,3 +139,28 @@ def test_publisher_reports_an_unreachable_broker(tmp_path, redis_url, stream_pre
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+def test_ingest_keeps_reading_through_a_long_redis_outage(tmp_path, modem_line) -> None:
+    """A restart would throw away the frames ingest buffers while Redis is away: it stays up."""
+    port, health_file = free_port(), tmp_path / "health.json"
+    env = {
+        **os.environ,
+        "GATEWAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        "GATEWAY_SERIAL_PORT": modem_line.path,
+        "GATEWAY_METRICS_PORT": str(port),
+        "GATEWAY_HEALTH_FILE": str(health_file),
+        "GATEWAY_UNHEALTHY_EXIT_S": "1",
+        "GATEWAY_REDIS_BACKOFF_MAX_S": "0.2",
+        "GATEWAY_FLUSH_TIMEOUT_S": "0.5",  # so a wrongful stop would be over within the test
+    }
+    process = subprocess.Popen([str(BIN / "gateway-ingest")], env=env, stderr=subprocess.PIPE)
+    try:
+        modem_line.write(encode_frame(1, MessageType.ALP_DATA, b"\x20\x33"))
+        assert wait_until(lambda: "redis: cannot write frames" in healthz(port)[1], 10)
+        time.sleep(3)  # three times the unhealthy limit
+        assert process.poll() is None, "ingest exited during a Redis outage"
+        assert healthz(port)[0] == 503
+    finally:
+        process.terminate()
+        process.wait(15)

@@ -182,3 +182,17 @@ def unused_tcp_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_a_problem_a_restart_cannot_fix_never_counts_towards_the_exit() -> None:
+    clock = FakeClock()
+    health = Health("ingest", clock=clock)
+    health.problem("redis", "unreachable", restart_helps=False)
+    clock.now += 1000
+    state = health.state()
+    assert not state.ok
+    assert state.reason == "redis: unreachable"
+    assert state.unhealthy_for_s == 0
+    health.problem("serial", "gone")
+    clock.now += 7
+    assert health.state().unhealthy_for_s == 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -68,7 +69,7 @@ def test_one_summary_line_per_interval(capsys: pytest.CaptureFixture[str], json_
     join()
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     summaries = [line for line in lines if line["event"] == "summary"]
-    assert len(summaries) in (2, 3)
+    assert 1 <= len(summaries) <= 3  # 0.5 s at 0.2 s intervals: fewer on a loaded machine
     assert summaries[0]["level"] == "info"
     assert summaries[0]["frames_received"] == 2
     assert all(s["frames_received"] == 0 for s in summaries[1:])
@@ -78,4 +79,5 @@ def test_one_summary_line_per_interval(capsys: pytest.CaptureFixture[str], json_
 def test_zero_turns_it_off() -> None:
     stop = StopSignal()
     join = start_log_summary(CollectorRegistry(), stop, 0)
+    assert "log-summary" not in {t.name for t in threading.enumerate()}
     join()

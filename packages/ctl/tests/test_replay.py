@@ -127,3 +127,21 @@ def test_empty_archive(keys: StreamKeys, ctl) -> None:
 )
 def test_bad_arguments_exit_2(keys: StreamKeys, ctl, argv: tuple[str, ...]) -> None:
     assert ctl(*argv).code == 2
+
+
+def test_frames_accepted_late_are_selected_by_their_receive_time(
+    keys: StreamKeys, redis_client: redis.Redis, ctl
+) -> None:
+    """Frames ingest held through a Redis outage get stream ids long after they were received."""
+    received_ms = T0_MS + 5_000
+    late_id = f"{T0_MS + 600_000}-0"  # accepted ten minutes later
+    alp = alp_of(A, "energy", 1)
+    redis_client.xadd(
+        keys.frames, {ENTRY_FIELD: encode(FrameEntry(alp, received_ms / 1000, 1))}, id=late_id
+    )
+    inside = ctl("replay", "--since", str(T0_MS / 1000), "--until", str((T0_MS + 10_000) / 1000),
+                 "--json", "--dry-run")  # fmt: skip
+    assert inside.code == 0, inside.err
+    assert [r["frame_id"] for r in inside.json()["records"]] == [late_id]
+    after = ctl("replay", "--since", str((T0_MS + 500_000) / 1000), "--json", "--dry-run")
+    assert after.json()["records"] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,7 +33,7 @@ from gateway_ingest.settings import IngestSettings
 
 pytestmark = pytest.mark.integration
 
-REDIS_SERVER = "/usr/bin/redis-server"
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 SCRIPT = Path(sys.executable).parent / "gateway-ingest"
 GARBAGE = [b"", b"\x01\x02", b"\xc0", b"\xc0\x55\xff", b"\x00\xc0\xc0", b"\x7e\x0d\x0a"]
 CHUNKS = [1, 2, 3, 5, 8, 13, 21, 64, 7]

@@ -48,9 +48,17 @@ class HealthState:
     """Empty when ok; otherwise the problems, "component: reason" joined by "; "."""
     beat_age_s: float
     unhealthy_for_s: float
+    """How long the oldest current problem that a restart could fix has lasted (0: none)."""
 
     def fresh(self, max_age_s: float) -> bool:
         return self.beat_age_s <= max_age_s
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    reason: str
+    since: float
+    restart_helps: bool
 
 
 class Health:
@@ -69,9 +77,9 @@ class Health:
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._last_beat = clock()
-        self._problems: dict[str, str] = {}
-        self._unhealthy_since: float | None = None
+        self._problems: dict[str, _Problem] = {}
         self._last_write = float("-inf")
         self._write_failed = False
 
@@ -84,40 +92,48 @@ class Health:
         if due:
             self._write()
 
-    def problem(self, component: str, reason: str) -> None:
-        """`component` (serial, redis, mqtt, ...) is not working, for `reason`."""
+    def problem(self, component: str, reason: str, *, restart_helps: bool = True) -> None:
+        """`component` (serial, redis, mqtt, ...) is not working, for `reason`.
+
+        `restart_helps=False` marks a problem that a restart of this process cannot fix and
+        would make worse (ingest losing its buffer while Redis is away): it makes the service
+        unhealthy, but never makes the watchdog stop it.
+        """
         with self._lock:
-            changed = self._problems.get(component) != reason
-            self._problems[component] = reason
-            if self._unhealthy_since is None:
-                self._unhealthy_since = self._clock()
+            previous = self._problems.get(component)
+            changed = previous is None or previous.reason != reason
+            since = self._clock() if previous is None else previous.since
+            self._problems[component] = _Problem(reason, since, restart_helps)
         if changed:
             self._write()
 
     def clear(self, component: str) -> None:
         with self._lock:
             changed = self._problems.pop(component, None) is not None
-            if not self._problems:
-                self._unhealthy_since = None
         if changed:
             self._write()
 
     def state(self) -> HealthState:
         now = self._clock()
         with self._lock:
-            reason = "; ".join(f"{c}: {r}" for c, r in sorted(self._problems.items()))
-            since = self._unhealthy_since
+            problems = sorted(self._problems.items())
+            reason = "; ".join(f"{c}: {p.reason}" for c, p in problems)
+            restart_since = min((p.since for _, p in problems if p.restart_helps), default=None)
             return HealthState(
                 service=self.service,
-                ok=not self._problems,
+                ok=not problems,
                 reason=reason,
                 beat_age_s=now - self._last_beat,
-                unhealthy_for_s=0.0 if since is None else now - since,
+                unhealthy_for_s=0.0 if restart_since is None else now - restart_since,
             )
 
     def _write(self) -> None:
         if self._file is None:
             return
+        with self._write_lock:  # the loop and other threads (sink, paho) both write
+            self._write_file(self._file)
+
+    def _write_file(self, path: Path) -> None:
         state = self.state()
         record = {
             "service": state.service,
@@ -126,13 +142,13 @@ class Health:
             "ok": state.ok,
             "reason": state.reason,
         }
-        tmp = self._file.with_name(f".{self._file.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(record), encoding="utf-8")
-            tmp.replace(self._file)
+            tmp.replace(path)
         except OSError as exc:
             if not self._write_failed:
-                log.warning("health_file_unwritable", path=str(self._file), error=str(exc))
+                log.warning("health_file_unwritable", path=str(path), error=str(exc))
             self._write_failed = True
             return
         with self._lock:

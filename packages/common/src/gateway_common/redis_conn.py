@@ -18,12 +18,14 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
 SOCKET_TIMEOUT_S = 10.0
 
 
-def connect(url: str) -> redis.Redis:
+def connect(
+    url: str, *, timeout_s: float = SOCKET_TIMEOUT_S, connect_timeout_s: float = 5.0
+) -> redis.Redis:
     """A client for `url` (`redis://`, `rediss://` or `unix://`); it connects lazily."""
     client: redis.Redis = redis.Redis.from_url(
         url,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=5.0,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=connect_timeout_s,
         socket_keepalive=True,
         health_check_interval=30,
     )

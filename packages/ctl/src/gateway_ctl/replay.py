@@ -1,7 +1,10 @@
 """`gatewayctl replay`: decode the archived frames of a time range again and republish them.
 
-`{p}:frames` keeps accepted frames (behind the decoder group, within the retention); entry ids
-are millisecond receive times, so a time range is an XRANGE. Each frame is decoded again with
+`{p}:frames` keeps accepted frames (behind the decoder group, within the retention). A frame's
+entry id is the time Redis accepted it, never earlier than its receive time but possibly much
+later (frames ingest buffered through a Redis outage, requeued dead letters): so the scan starts
+at the range's first millisecond and selects on the receive time each frame carries, to the end
+of the archive. Each frame is decoded again with
 the decoder's own function, and its record appended to `{p}:records` exactly as the decoder
 would: same receive time (so the same DDATA timestamp, letting consumers deduplicate), same
 frame id. Frames that do not decode are reported, not dead-lettered again.
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from rich.markup import escape
 from rich.table import Table
 
-from gateway_common.entries import Record, encode
+from gateway_common.entries import EntryError, Record, decode_frame, encode
 from gateway_common.streams import ENTRY_FIELD
 from gateway_ctl.output import as_text, iso_time
 from gateway_decoder.decoding import decode_entry
@@ -83,6 +86,17 @@ def _append(client: redis.Redis, stream: str, records: list[tuple[str, Record]])
     return [as_text(new_id) for new_id in pipe.execute()]
 
 
+def _received_within(
+    frame_id: str, fields: dict[bytes, bytes], since_ms: int, until_ms: int | None
+) -> bool:
+    """Was this frame received in [since_ms, until_ms]? (Unreadable: judged by its id.)"""
+    try:
+        received_ms = decode_frame(fields[ENTRY_FIELD]).received_at * 1000
+    except (KeyError, EntryError):
+        received_ms = int(frame_id.split("-", maxsplit=1)[0])
+    return since_ms <= received_ms and (until_ms is None or received_ms < until_ms + 1)
+
+
 def replay(
     client: redis.Redis,
     keys: StreamKeys,
@@ -96,12 +110,14 @@ def replay(
     report = ReplayReport(since_ms, until_ms, device_id, dry_run)
     oldest: Any = client.xrange(keys.frames, count=1)
     report.archive_start = as_text(oldest[0][0]) if oldest else None
-    start, end = str(since_ms), "+" if until_ms is None else str(until_ms)
+    start = str(since_ms)
     while True:
-        page: Any = client.xrange(keys.frames, min=start, max=end, count=_PAGE)
+        page: Any = client.xrange(keys.frames, min=start, max="+", count=_PAGE)
         batch: list[tuple[str, Record]] = []
         for raw_id, fields in page:
             frame_id = as_text(raw_id)
+            if not _received_within(frame_id, fields or {}, since_ms, until_ms):
+                continue
             report.scanned += 1
             outcome = decode_entry(frame_id, fields or {})
             if not isinstance(outcome, Record):

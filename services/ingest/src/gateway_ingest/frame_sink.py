@@ -30,7 +30,6 @@ from gateway_common.backoff import Backoff
 from gateway_common.entries import FrameEntry, encode
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
-from gateway_common.redis_conn import REDIS_UNAVAILABLE
 from gateway_common.streams import ENTRY_FIELD
 from gateway_ingest.counters import CounterState
 
@@ -40,7 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["FrameSink", "load_counter_state"]
 
 _JOIN_MARGIN_S = 1.0
-_WRITE_ERRORS: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE, redis.ResponseError)
+_WRITE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError,)
+"""Every error redis-py raises: the batch stays buffered and is written again later."""
 
 log = get_logger(__name__)
 
@@ -232,11 +232,20 @@ class FrameSink:
                 buffered=self.buffered,
             )
             self._failing = True
-            self._health.problem("redis", f"cannot write frames: {type(exc).__name__}")
+            # A restart would throw the buffer away: unhealthy, but never a reason to exit.
+            self._health.problem(
+                "redis", f"cannot write frames: {type(exc).__name__}", restart_helps=False
+            )
+            return False
+        except Exception:  # per-batch boundary: a bug must not end the writer thread
+            log.exception("frame_write_crashed", buffered=self.buffered)
+            self._failing = True
+            self._health.problem("sink", "frame writer failed unexpectedly")
             return False
         if self._failing:
             self._failing = False
             self._health.clear("redis")
+            self._health.clear("sink")
             log.info("redis_write_resumed", buffered=self.buffered)
         return True
 
