@@ -378,3 +378,8 @@ def test_redis_never_evicts_stream_data(compose) -> None:
     command = services(compose)["redis"]["command"]
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert default_of(command[command.index("--maxmemory") + 1]).endswith("mb")
+
+
+def test_the_publisher_keeps_its_consumer_name_across_re_creation(compose) -> None:
+    for name in ("publisher", "publisher-demo"):
+        assert services(compose)[name]["environment"]["GATEWAY_CONSUMER_NAME"] == "publisher"
