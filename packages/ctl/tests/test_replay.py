@@ -145,3 +145,17 @@ def test_frames_accepted_late_are_selected_by_their_receive_time(
     assert [r["frame_id"] for r in inside.json()["records"]] == [late_id]
     after = ctl("replay", "--since", str((T0_MS + 500_000) / 1000), "--json", "--dry-run")
     assert after.json()["records"] == []
+
+
+def test_a_frame_archived_twice_is_replayed_once(
+    keys: StreamKeys, redis_client: redis.Redis, ctl
+) -> None:
+    """A requeued dead letter, or a batch ingest wrote twice: the same reading, replayed once."""
+    entry = encode(FrameEntry(alp_of(A, "energy", 1), (T0_MS + 1_000) / 1000, 1))
+    redis_client.xadd(keys.frames, {ENTRY_FIELD: entry}, id=f"{T0_MS + 1_000}-0")
+    redis_client.xadd(keys.frames, {ENTRY_FIELD: entry}, id=f"{T0_MS + 90_000}-0")
+    result = ctl("replay", "--since", str(T0_MS / 1000), "--json")
+    assert result.code == 0, result.err
+    report = result.json()
+    assert (report["replayed"], report["copies"]) == (1, 1)
+    assert redis_client.xlen(keys.records) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import shutil
 import socket
 import subprocess
 import threading
@@ -30,7 +31,7 @@ from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
 from gateway_publisher.main import run
 from gateway_publisher.settings import PublisherSettings
 
-MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"  # Debian: in sbin
 WAIT_S = 10.0
 
 
@@ -453,7 +454,7 @@ class PrivateRedis:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
-                "/usr/bin/redis-server",
+                shutil.which("redis-server") or "/usr/bin/redis-server",
                 "--port",
                 str(self.port),
                 "--bind",

@@ -425,3 +425,21 @@ def test_a_redis_outage_is_waited_out(
     assert seen(live.take(1)) == expected(topic_root, [("K9", second)])
     assert wait_for(lambda: stream.outstanding() == 0)
     client.close()
+
+
+def test_the_mqtt_session_stays_up_while_the_publisher_waits_on_redis(
+    broker, topic_root, subscriber, start_publisher, records_stream, clear_retained
+) -> None:
+    """paho runs on the publisher's thread: a long blocking read must not starve keep-alives
+    (the broker drops a client silent for 1.5 x keep-alive; 5 s x 1.5 < 2 reads of 5 s)."""
+    live = subscriber(broker.host, broker.port, f"{topic_root}/#")
+    first, later = energy("K1", T0), energy("K1", T0 + 60, base=2000)
+    records_stream.add(first)
+    start_publisher(broker.host, broker.port, keepalive_s=5, block_ms=5000)
+    assert seen(live.take(2)) == expected(topic_root, [("K1", None), ("K1", first)])
+    time.sleep(9)  # idle: the publisher blocks on Redis
+    records_stream.add(later)
+    # The same connection: no new DBIRTH before the DDATA.
+    assert seen(live.take(1)) == expected(topic_root, [("K1", later)])
+    assert live.quiet() == []
+    assert wait_for(lambda: records_stream.outstanding() == 0)

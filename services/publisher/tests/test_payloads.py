@@ -7,6 +7,7 @@ or value source fails.
 
 from __future__ import annotations
 
+import enum
 import json
 import struct
 from typing import Any
@@ -18,7 +19,15 @@ from hypothesis import strategies as st
 from gateway_common.entries import Record
 from gateway_common.serial_protocol import crc16
 from gateway_publisher.payloads import (
+    ACTIVE,
+    APPARENT,
+    BUTTON_PRESSED,
+    CURRENT,
+    LINK_STATE,
     METRICS,
+    SIGNAL,
+    VOLTAGE,
+    MetricSpec,
     PayloadError,
     dbirth_payload,
     ddata_payload,
@@ -298,3 +307,93 @@ def test_dbirth_declares_the_15_metrics_in_order() -> None:
     assert [m.name for m in METRICS] == NAMES
     allowed = {"Integer", "Short", "Long", "Double", "Float", "Boolean", "String"}
     assert {m["dataType"] for m in body["metrics"]} <= allowed
+
+
+# ------------------------------------------------------------------ byte for byte json.dumps
+# The payload is concatenated from precomputed text; it must stay exactly what json.dumps
+# of the structure protocol.md section 4 specifies gives.
+
+_ENERGY = (
+    ("apparent_energy_vah", APPARENT),
+    ("active_energy_wh", ACTIVE),
+    ("current_ma", CURRENT),
+    ("voltage_v", VOLTAGE),
+)
+
+
+def reference(record: Record) -> bytes | None:
+    """The specified structure, serialised by json.dumps (the former implementation)."""
+    ts = round(record.received_at * 1000)
+
+    def metric(spec: MetricSpec, value: Any) -> dict[str, Any]:
+        return {"name": spec.name, "dataType": spec.data_type, "timestamp": ts, "value": value}
+
+    metrics: list[dict[str, Any]] = []
+    if record.kind == "energy":
+        valid = bool(record.fields["measurement_valid"])
+        if valid:
+            for key, specs in _ENERGY:
+                values = record.fields[key]
+                assert isinstance(values, list)
+                metrics.extend(metric(s, v) for s, v in zip(specs, values, strict=True))
+        metrics.append(metric(SIGNAL, record.link_budget))
+        metrics.append(metric(LINK_STATE, valid))
+    elif record.kind == "button":
+        state = record.fields["buttons_state"]
+        assert isinstance(state, int)
+        metrics.append(metric(BUTTON_PRESSED, bool(state & 1)))
+        metrics.append(metric(SIGNAL, record.link_budget))
+    else:
+        return None
+    text = json.dumps({"metrics": metrics}, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8")
+
+
+def test_every_vector_gives_the_json_dumps_bytes(vectors) -> None:
+    cases = vector_records(vectors, "DDATA") + vector_records(vectors, None)
+    assert len(cases) >= 7
+    for name, (record, _) in cases:
+        assert ddata_payload(record) == reference(record), name
+
+
+class Level(enum.IntEnum):
+    HIGH = 7
+
+
+int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+phases = st.lists(st.one_of(int64, st.just(Level.HIGH)), min_size=3, max_size=3)
+received_at = st.one_of(
+    st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False),
+    st.just(RECEIVED_AT),
+    st.integers(min_value=0, max_value=4_102_444_800),
+)
+
+
+@given(
+    apparent=phases,
+    active=phases,
+    current=phases,
+    voltage=phases,
+    valid=st.one_of(st.booleans(), st.integers(0, 3)),
+    link_budget=st.one_of(st.integers(0, 255), st.booleans()),
+    at=received_at,
+    device=st.text(min_size=1, max_size=16),
+)
+def test_any_energy_record_gives_the_json_dumps_bytes(
+    apparent, active, current, voltage, valid, link_budget, at, device
+) -> None:
+    fields = {
+        "apparent_energy_vah": apparent,
+        "active_energy_wh": active,
+        "current_ma": current,
+        "voltage_v": voltage,
+        "measurement_valid": valid,
+    }
+    record = Record(device, "energy", fields, link_budget, 57, at, "1-0")  # type: ignore[arg-type]
+    assert ddata_payload(record) == reference(record)
+
+
+@given(state=st.integers(0, 255), link_budget=st.integers(0, 255), at=received_at)
+def test_any_button_record_gives_the_json_dumps_bytes(state, link_budget, at) -> None:
+    record = Record("AB", "button", {"buttons_state": state}, link_budget, 57, at, "1-0")
+    assert ddata_payload(record) == reference(record)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway_publisher.topics import MessageType, Topic, TopicError, TopicScheme
+from gateway_publisher.topics import MessageType, Topic, TopicCache, TopicError, TopicScheme
 
 
 def test_topics_follow_the_scorp_io_layout() -> None:
@@ -53,3 +53,15 @@ def test_any_clean_level_is_kept_verbatim(level: str) -> None:
 def test_any_level_with_a_separator_or_wildcard_is_rejected(a: str, bad: str, b: str) -> None:
     with pytest.raises(TopicError):
         TopicScheme("r", "p", "e").dbirth(a + bad + b)
+
+
+def test_the_cache_gives_the_schemes_topics_and_checks_each_device() -> None:
+    scheme = TopicScheme("mqtts", "P1", "edge-7")
+    cache = TopicCache(scheme, max_devices=2)
+    for device in ("A", "B", "C", "A"):
+        topics = cache.get(device)
+        assert topics == (scheme.dbirth(device).value, scheme.ddata(device).value)
+        assert topics.ddata == f"mqtts/P1/DDATA/edge-7/{device}"
+    for _ in range(2):  # a bad id is refused every time, never cached
+        with pytest.raises(TopicError):
+            cache.get("a/b")

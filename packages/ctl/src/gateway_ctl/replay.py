@@ -55,6 +55,9 @@ class ReplayReport:
     other_devices: int = 0
     undecodable: list[tuple[str, str]] = field(default_factory=list)
     """(frame id, reason)."""
+    copies: int = 0
+    """Frames identical to one already seen (same bytes, same receive time): a requeued dead
+    letter, or a batch ingest wrote twice. One reading is replayed once."""
     archive_start: str | None = None
     """Id of the oldest frame the archive still holds."""
 
@@ -64,6 +67,7 @@ class ReplayReport:
             "scanned": self.scanned,
             "replayed": len(self.replayed),
             "other_devices": self.other_devices,
+            "copies": self.copies,
             "undecodable": [{"frame_id": f, "reason": r} for f, r in self.undecodable],
             "archive_start": self.archive_start,
             "records": [
@@ -86,15 +90,13 @@ def _append(client: redis.Redis, stream: str, records: list[tuple[str, Record]])
     return [as_text(new_id) for new_id in pipe.execute()]
 
 
-def _received_within(
-    frame_id: str, fields: dict[bytes, bytes], since_ms: int, until_ms: int | None
-) -> bool:
-    """Was this frame received in [since_ms, until_ms]? (Unreadable: judged by its id.)"""
+def _identity(frame_id: str, fields: dict[bytes, bytes]) -> tuple[float, bytes | str]:
+    """(receive time in ms, what identifies the frame); an unreadable entry: by its id."""
     try:
-        received_ms = decode_frame(fields[ENTRY_FIELD]).received_at * 1000
+        frame = decode_frame(fields[ENTRY_FIELD])
     except (KeyError, EntryError):
-        received_ms = int(frame_id.split("-", maxsplit=1)[0])
-    return since_ms <= received_ms and (until_ms is None or received_ms < until_ms + 1)
+        return int(frame_id.split("-", maxsplit=1)[0]), frame_id
+    return frame.received_at * 1000, frame.alp
 
 
 def replay(
@@ -111,13 +113,20 @@ def replay(
     oldest: Any = client.xrange(keys.frames, count=1)
     report.archive_start = as_text(oldest[0][0]) if oldest else None
     start = str(since_ms)
+    seen: set[tuple[float, bytes | str]] = set()
     while True:
         page: Any = client.xrange(keys.frames, min=start, max="+", count=_PAGE)
         batch: list[tuple[str, Record]] = []
         for raw_id, fields in page:
             frame_id = as_text(raw_id)
-            if not _received_within(frame_id, fields or {}, since_ms, until_ms):
+            identity = _identity(frame_id, fields or {})
+            received_ms = identity[0]
+            if received_ms < since_ms or (until_ms is not None and received_ms >= until_ms + 1):
                 continue
+            if identity in seen:
+                report.copies += 1
+                continue
+            seen.add(identity)
             report.scanned += 1
             outcome = decode_entry(frame_id, fields or {})
             if not isinstance(outcome, Record):
@@ -162,6 +171,8 @@ def render_replay(report: ReplayReport, console: Console, *, verbose: bool) -> N
         line += f" ({report.other_devices} of other devices)"
     if report.undecodable:
         line += f", {len(report.undecodable)} undecodable"
+    if report.copies:
+        line += f", {report.copies} archived copies skipped"
     console.print(line)
     start = report.archive_start
     if start is None:

@@ -1,10 +1,17 @@
 """The MQTT v5 session with the broker: the only module that touches paho-mqtt.
 
-paho runs its network loop in its own thread and reconnects by itself with a capped
-exponential delay. This module turns its callbacks into events the publisher consumes from one
-queue: the outcome of each QoS 1 publish (from the PUBACK reason code) and the loss of the
+paho is driven from the publisher's own thread, not from a network thread of its own: a
+publish is written to the socket at once, and the broker's answers are read whenever the
+publisher waits for them (`next_event`, `wait_connected`: `select` on paho's socket, then
+paho's `loop_read` / `loop_write` / `loop_misc`). One thread means no hand-off between threads
+per message, and no lock. The link reconnects by itself, with a capped exponential delay, when
+the publisher waits for a connection. paho's callbacks become events the publisher consumes in
+order: the outcome of each QoS 1 publish (from the PUBACK reason code) and the loss of the
 connection. Each successful connection gets a new generation number, so the publisher knows
 when it must send DBIRTHs again and republish what was in flight.
+
+Whoever holds a link must call `next_event` or `wait_connected` at least every `max_idle_s`,
+so that keep-alive pings go out in time.
 
 Two paho behaviours are deliberately bypassed:
 - `MQTTMessageInfo.wait_for_publish` / `is_published` report a message the broker refused as
@@ -16,18 +23,21 @@ Two paho behaviours are deliberately bypassed:
 
 from __future__ import annotations
 
-import queue
+import select
 import ssl
-import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from gateway_common.backoff import Backoff
 from gateway_common.logs import get_logger
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from paho.mqtt.properties import Properties
@@ -39,6 +49,8 @@ log = get_logger(__name__)
 
 #: MQTT v5 reason codes below this value mean success (0x10 "no matching subscribers" too).
 _FIRST_FAILURE_CODE = 0x80
+#: How long `close` keeps trying to write the DISCONNECT.
+_CLOSE_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +111,16 @@ def tls_context(config: MqttConfig) -> ssl.SSLContext:
 class MqttLink:
     def __init__(self, config: MqttConfig) -> None:
         self._config = config
-        self._events: queue.Queue[LinkEvent] = queue.Queue()
-        self._lock = threading.Lock()
+        self._events: deque[LinkEvent] = deque()
         self._generation = 0
         self._receive_maximum: int | None = None
-        self.connected = threading.Event()
+        self._connected = False
+        self._started = False
+        self._backoff = Backoff(
+            initial_s=config.reconnect_min_s, max_s=config.reconnect_max_s, jitter=0.0
+        )
+        self._next_attempt = 0.0
+        """time.monotonic() of the next connection attempt, while there is no socket."""
         client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=paho.MQTTv5
         )
@@ -111,13 +128,16 @@ class MqttLink:
             client.tls_set_context(tls_context(config))
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
-        client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
         client.max_inflight_messages_set(config.max_inflight)
         client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         self._client = client
+
+    @property
+    def connected(self) -> bool:
+        """True while the current connection is up (its CONNACK was a success)."""
+        return self._connected
 
     @property
     def generation(self) -> int:
@@ -129,29 +149,42 @@ class MqttLink:
         """The broker's Receive Maximum from CONNACK: QoS 1 messages it accepts in flight."""
         return self._receive_maximum
 
+    @property
+    def max_idle_s(self) -> float:
+        """The longest the holder may go without calling `next_event` or `wait_connected`.
+
+        paho pings once the link has been silent for the keep-alive; the broker waits 1.5 times
+        the keep-alive: a quarter of it late still leaves a margin.
+        """
+        return self._config.keepalive_s / 4
+
     def start(self) -> None:
-        """Connect in the background; paho keeps reconnecting until `close`."""
+        """Connect at the first `wait_connected`; the link keeps reconnecting until `close`."""
         self._client.connect_async(
             self._config.host, self._config.port, keepalive=self._config.keepalive_s
         )
-        self._client.loop_start()
+        self._started = True
+        self._next_attempt = 0.0
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-        self.connected.clear()
+        """Send DISCONNECT (written at once when the socket takes it) and close the socket."""
+        self._started = False
+        if self._client.socket() is not None:
+            self._client.disconnect()
+            self._run_until(lambda: self._client.socket() is None, _CLOSE_TIMEOUT_S)
+        self._connected = False
 
     def wait_connected(self, timeout_s: float) -> bool:
-        return self.connected.wait(timeout_s)
+        """Connect (or reconnect, when the delay is over) and wait up to `timeout_s` for it."""
+        self._run_until(lambda: self._connected, timeout_s, connect=True)
+        return self._connected
 
     def next_event(self, timeout_s: float | None) -> LinkEvent | None:
-        """The next event; waits up to `timeout_s` (0: do not wait)."""
-        try:
-            if timeout_s is not None and timeout_s <= 0:
-                return self._events.get_nowait()
-            return self._events.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
+        """The next event; waits up to `timeout_s` (0: do not wait, None: up to `max_idle_s`)."""
+        if not self._events:
+            wait_s = self.max_idle_s if timeout_s is None else timeout_s
+            self._run_until(lambda: bool(self._events), wait_s)
+        return self._events.popleft() if self._events else None
 
     def publish(self, topic: str, payload: bytes, *, retain: bool, generation: int) -> int | None:
         """Publish at QoS 1 on connection `generation`; the mid, or None if that connection is gone.
@@ -159,16 +192,70 @@ class MqttLink:
         Nothing is handed to paho unless that very connection is up, so no message waits in
         paho's memory. The outcome arrives later as a `PublishOutcome` with the same mid.
         """
-        with self._lock:
-            if not self.connected.is_set() or generation != self._generation:
-                return None
-            info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if not self._connected or generation != self._generation:
+            return None
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             # Left in paho's memory at most until the next connection drops it.
             return None
         return info.mid
 
-    # ---- paho callbacks (paho's network thread)
+    # ---- driving paho
+
+    def _run_until(
+        self, done: Callable[[], bool], timeout_s: float, *, connect: bool = False
+    ) -> None:
+        """Do the network work until `done()` or `timeout_s` passed; at least one pass."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            self._service(max(0.0, deadline - time.monotonic()), connect=connect)
+            if done() or time.monotonic() >= deadline:
+                return
+
+    def _service(self, timeout_s: float, *, connect: bool) -> None:
+        """Read, write and keep alive for up to `timeout_s`; `connect` when it is time to.
+
+        A lost connection shows as paho's socket gone and `_on_disconnect` called, whichever
+        of paho's calls found it; paho's return codes add nothing to that.
+        """
+        client = self._client
+        sock = client.socket()
+        if sock is None:
+            wait_s = self._next_attempt - time.monotonic()
+            if not (connect and self._started) or wait_s > 0:
+                time.sleep(min(max(wait_s, 0.0), timeout_s))  # the reconnection delay, bounded
+            else:
+                self._connect()
+            return
+        # TLS may hold decrypted bytes that select() cannot see.
+        pending = getattr(sock, "pending", None)
+        buffered = pending is not None and pending() > 0
+        wlist = [sock] if client.want_write() else []
+        readable, writable, _ = select.select([sock], wlist, [], 0.0 if buffered else timeout_s)
+        if readable or buffered:
+            client.loop_read()
+        if writable and client.socket() is not None:
+            client.loop_write()
+        if client.socket() is not None:
+            client.loop_misc()
+
+    def _connect(self) -> None:
+        log.debug("mqtt_connecting", host=self._config.host, port=self._config.port)
+        try:
+            self._client.reconnect()  # a blocking TCP (and TLS) connect, then CONNECT
+        except OSError as exc:
+            log.warning(
+                "mqtt_connect_failed",
+                host=self._config.host,
+                port=self._config.port,
+                error=str(exc),
+            )
+            self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        self._next_attempt = time.monotonic() + self._backoff.next_delay()
+
+    # ---- paho callbacks (called from inside loop_read / loop_write / loop_misc)
 
     def _on_connect(
         self,
@@ -187,11 +274,11 @@ class MqttLink:
                 code=reason_code.value,
             )
             return
-        with self._lock:
-            dropped = client.drop_out_messages()
-            self._generation += 1
-            self._receive_maximum = getattr(properties, "ReceiveMaximum", None)
-            self.connected.set()
+        dropped = client.drop_out_messages()
+        self._generation += 1
+        self._receive_maximum = getattr(properties, "ReceiveMaximum", None)
+        self._connected = True
+        self._backoff.reset()
         log.info(
             "mqtt_connected",
             host=self._config.host,
@@ -202,9 +289,6 @@ class MqttLink:
             dropped_messages=len(dropped),
         )
 
-    def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
-        log.warning("mqtt_connect_failed", host=self._config.host, port=self._config.port)
-
     def _on_disconnect(
         self,
         _client: paho.Client,
@@ -213,12 +297,14 @@ class MqttLink:
         reason_code: ReasonCode,
         _properties: Properties | None,
     ) -> None:
-        was_connected = self.connected.is_set()
-        self.connected.clear()
+        was_connected = self._connected
+        self._connected = False
+        if self._started:
+            self._schedule_reconnect()
         if was_connected:
             emit = log.warning if reason_code.is_failure else log.info
             emit("mqtt_disconnected", generation=self._generation, reason=str(reason_code))
-            self._events.put(ConnectionLost(self._generation, str(reason_code)))
+            self._events.append(ConnectionLost(self._generation, str(reason_code)))
 
     def _on_publish(
         self,
@@ -228,7 +314,6 @@ class MqttLink:
         reason_code: ReasonCode,
         _properties: Properties,
     ) -> None:
-        # No lock here: paho holds its message mutex while calling this.
-        self._events.put(
+        self._events.append(
             PublishOutcome(self._generation, mid, int(reason_code.value), str(reason_code))
         )

@@ -58,8 +58,10 @@ class Outbox:
             self._oldest_ack = time.monotonic()
         self._acks.append((entry_id, record))
 
-    def __len__(self) -> int:
-        return len(self._acks) + len(self._dead)
+    @property
+    def acks_waiting(self) -> int:
+        """Acknowledgements decided on and not written yet."""
+        return len(self._acks)
 
     def due_in(self, now: float) -> float | None:
         """Seconds until the writes are due (0: now), None when there is nothing to write."""

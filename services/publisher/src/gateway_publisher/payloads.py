@@ -85,15 +85,16 @@ def _bool_field(record: Record, key: str) -> bool:
     return bool(value)
 
 
-def _phases(record: Record, key: str) -> list[int]:
+def _phases(record: Record, key: str) -> tuple[int, int, int]:
+    """The three values, as plain ints (json.dumps writes an int subclass as its int)."""
     value = record.fields.get(key)
-    if (
-        not isinstance(value, list)
-        or len(value) != len(_PHASES)
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        raise PayloadError(f"{record.kind} field {key!r} is not three integers")
-    return value
+    if isinstance(value, list) and len(value) == len(_PHASES):
+        a, b, c = value
+        if type(a) is int and type(b) is int and type(c) is int:  # the usual case, quickly
+            return a, b, c
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return int(a), int(b), int(c)
+    raise PayloadError(f"{record.kind} field {key!r} is not three integers")
 
 
 def _prefix(spec: MetricSpec) -> str:
@@ -130,17 +131,15 @@ def ddata_payload(record: Record) -> bytes | None:
     …]}, ensure_ascii=False, separators=(",", ":"))` gives, built from precomputed text.
     Raises PayloadError when the record's fields do not match its kind.
     """
-    ts = _json_int(timestamp_ms(record.received_at)) + _VALUE
+    ts = f"{timestamp_ms(record.received_at)}{_VALUE}"
     signal = _PREFIX[SIGNAL] + ts + _json_scalar(record.link_budget) + "}"
     parts: list[str] = []
     if record.kind == "energy":
         valid = _bool_field(record, "measurement_valid")
         if valid:
-            for key, prefixes in _ENERGY_PREFIXES:
-                values = _phases(record, key)
-                parts.extend(
-                    p + ts + _json_int(v) + "}" for p, v in zip(prefixes, values, strict=True)
-                )
+            for key, (p1, p2, p3) in _ENERGY_PREFIXES:
+                v1, v2, v3 = _phases(record, key)
+                parts.append(f"{p1}{ts}{v1}}},{p2}{ts}{v2}}},{p3}{ts}{v3}}}")
         parts.append(signal)
         parts.append(_PREFIX[LINK_STATE] + ts + _json_bool(valid) + "}")
     elif record.kind == "button":

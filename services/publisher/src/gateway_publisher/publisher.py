@@ -19,23 +19,21 @@ from typing import TYPE_CHECKING
 
 from gateway_common.backoff import Backoff
 from gateway_common.devices import DEFAULT_INTERVAL_S
-from gateway_common.entries import EntryError, decode_record
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.redis_conn import REDIS_UNAVAILABLE
+from gateway_publisher.intake import Intake
 from gateway_publisher.mqtt_link import ConnectionLost, PublishOutcome
 from gateway_publisher.outbox import Outbox
-from gateway_publisher.payloads import dbirth_payload, ddata_payload
-from gateway_publisher.record_source import NEW_ENTRIES, PENDING_START
+from gateway_publisher.payloads import dbirth_payload
 from gateway_publisher.registry import DeviceRegistry
-from gateway_publisher.topics import TopicCache
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from gateway_common.entries import Record
     from gateway_common.lifecycle import StopSignal
     from gateway_common.retention import StreamRetention
+    from gateway_publisher.intake import Ready
     from gateway_publisher.metrics import PublisherMetrics
     from gateway_publisher.mqtt_link import LinkEvent, MqttLink
     from gateway_publisher.record_source import RecordSource, StreamEntry
@@ -64,18 +62,9 @@ class PublisherOptions:
 
 
 @dataclass(slots=True)
-class _Ready:
-    """A record read from Redis, decoded, waiting for room in the window."""
-
-    entry: StreamEntry
-    record: Record
-    payload: bytes
-
-
-@dataclass(slots=True)
 class _InFlight:
     device_id: str
-    ready: _Ready | None
+    ready: Ready | None
     """None for a DBIRTH."""
 
 
@@ -98,7 +87,6 @@ class Publisher:
         """Trims `{p}:records` behind every group's acknowledgements, every interval."""
         self._source = source
         self._link = link
-        self._topics = TopicCache(topics)
         self._metrics = metrics
         self._stop = stop
         self._opt = options
@@ -106,8 +94,7 @@ class Publisher:
         self._registry = DeviceRegistry()
         self._birth = dbirth_payload()
         self._generation = 0
-        self._cursor = PENDING_START
-        self._ready: deque[_Ready] = deque()
+        self._ready: deque[Ready] = deque()
         self._inflight: dict[int, _InFlight] = {}
         self._attempts: dict[str, int] = {}
         """Refused publishes per entry id (reconnections do not count)."""
@@ -119,6 +106,7 @@ class Publisher:
             ack_batch=options.ack_batch,
             ack_delay_s=options.ack_delay_ms / 1000,
         )
+        self._intake = Intake(source, topics, self._outbox)
         self._next_backlog = 0.0
 
     @property
@@ -145,7 +133,7 @@ class Publisher:
                 delay = backoff.next_delay()
                 log.warning("redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
                 # A read may have reached Redis before the error: read our pending ones again.
-                self._cursor = PENDING_START
+                self._intake.restart()
                 self._stop.wait(delay)
         self._shutdown()
 
@@ -158,7 +146,7 @@ class Publisher:
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self._opt.shutdown_grace_ms / 1000
-        while self._inflight and self._link.connected.is_set():
+        while self._inflight and self._link.connected:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -174,12 +162,10 @@ class Publisher:
     def _step(self) -> None:
         # Answers that arrived first are handled while their connection is still current.
         self._drain_events(0)
-        if self._outbox.due_in(time.monotonic()) == 0:
-            self._flush()
         self._refresh_backlog()
         if self._retention is not None:
             self._retention.run_due()  # never raises
-        if not self._link.connected.is_set():
+        if not self._link.connected:
             self._metrics.connected.set(0)
             self._health.problem("mqtt", "not connected to the broker")
             self._forget_in_flight()
@@ -188,7 +174,10 @@ class Publisher:
             return
         if self._link.generation != self._generation:
             self._on_new_connection(self._link.generation)
+        # Refill the window first: the broker works on it while the acks go to Redis.
         self._publish_ready()
+        if self._outbox.due_in(time.monotonic()) == 0:
+            self._flush()
         if len(self._ready) <= self._opt.read_batch // 2:
             # Block on Redis only when nothing waits for a PUBACK or for room in the window,
             # and only once every answer so far is acknowledged.
@@ -217,20 +206,9 @@ class Publisher:
         return window - len(self._inflight)
 
     def _read(self, count: int, *, block: bool) -> list[StreamEntry]:
-        while self._cursor != NEW_ENTRIES:
-            entries = self._source.read(self._cursor, count, None)
-            if not entries:
-                self._cursor = NEW_ENTRIES
-                log.info("pending_replayed")
-                break
-            self._cursor = entries[-1].entry_id
-            # Our pending entries include those already in hand (in flight, waiting, or
-            # answered but not yet acknowledged because Redis was away): skip those.
-            known = self._ids_in_hand()
-            fresh = [e for e in entries if e.entry_id not in known]
-            if fresh:
-                return fresh
-        return self._source.read(NEW_ENTRIES, count, self._opt.block_ms if block else None)
+        # While blocked on Redis nobody serves the MQTT link: keep-alives need it now and then.
+        block_ms = min(self._opt.block_ms, int(self._link.max_idle_s * 1000))
+        return self._intake.read(count, block_ms if block else None, self._ids_in_hand)
 
     def _ids_in_hand(self) -> set[str]:
         ids = {item.ready.entry.entry_id for item in self._inflight.values() if item.ready}
@@ -242,7 +220,7 @@ class Publisher:
         self._forget_in_flight()
         self._generation = generation
         self._registry.new_connection()
-        self._cursor = PENDING_START
+        self._intake.restart()
         self._metrics.connected.set(1)
         self._health.clear("mqtt")
         log.info("publishing_resumed", generation=generation)
@@ -253,47 +231,27 @@ class Publisher:
             log.info("in_flight_forgotten", messages=len(self._inflight), ready=len(self._ready))
         self._inflight.clear()
         self._ready.clear()
-        self._cursor = PENDING_START
+        self._intake.restart()
 
     # ---- records in
 
     def _take(self, entries: list[StreamEntry]) -> None:
         for entry in entries:
-            ready = self._prepare(entry)
+            ready = self._intake.prepare(entry)
             if ready is not None:
                 self._ready.append(ready)
         self._publish_ready()
-
-    def _prepare(self, entry: StreamEntry) -> _Ready | None:
-        """Decode and build the payload; config files are acknowledged, bad entries dead."""
-        if entry.data is None:
-            self._outbox.dead(entry, "entry has no data (deleted?)", "undecodable", None, 1)
-            return None
-        try:
-            record = decode_record(entry.data)
-        except EntryError as exc:
-            self._outbox.dead(entry, f"undecodable record: {exc}", "undecodable", None, 1)
-            return None
-        try:  # the per-message boundary: whatever fails here dead-letters this record only
-            self._topics.get(record.device_id)
-            payload = ddata_payload(record)
-        except Exception as exc:
-            self._outbox.dead(entry, f"unpublishable record: {exc}", "bad_record", record, 1)
-            return None
-        if payload is None:
-            self._outbox.ack(entry.entry_id, record)
-            return None
-        return _Ready(entry, record, payload)
 
     def _publish_ready(self) -> None:
         while self._ready:
             ready = self._ready[0]
             device = ready.record.device_id
-            topics = self._topics.get(device)
+            topics = ready.topics
             birth = self._registry.needs_birth(device)
             # A DBIRTH travels with its DDATA; with nothing in flight the pair always goes.
             if self._inflight and self._room() < 1 + birth:
                 return
+            self._keep_unacknowledged_within_window(1 + birth)
             if birth:
                 mid = self._link.publish(
                     topics.dbirth,
@@ -316,6 +274,14 @@ class Publisher:
                 return
             self._inflight[mid] = _InFlight(device, ready)
             self._ready.popleft()
+
+    def _keep_unacknowledged_within_window(self, more: int) -> None:
+        """Messages published and not yet acknowledged in Redis (in flight, or answered with
+        the acknowledgement still in the outbox) stay within the window: that is what a crash
+        can publish twice. Write the acknowledgements before they would exceed it."""
+        waiting = self._outbox.acks_waiting
+        if waiting and len(self._inflight) + waiting + more > self._opt.window_messages:
+            self._flush()
 
     # ---- broker answers
 
