@@ -133,18 +133,17 @@ class Ingest:
         log.info("counter_state_loaded", last_counter=None if seed is None else seed.counter)
 
     def _read_until_stopped(self, stop: StopSignal) -> None:
-        last_byte_at = previous_read_at = self._clock()
+        last_byte_at = self._clock()
         while not stop.is_set():
             data = self._link.read()
             self._health.beat()
             now = self._clock()
             if data:
                 last_byte_at = now
-                byte_s = self._byte_time_within(len(data), now - previous_read_at)
+                byte_s = self._byte_time_within(len(data), now - self._link.first_byte_at)
                 self._handle(self._framer.feed(data), now, byte_s)
             elif self._framer.has_partial() and now - last_byte_at >= self._partial_timeout_s:
                 self._handle(self._framer.drop_partial(), now, 0.0)
-            previous_read_at = now
         # Bytes the OS already holds were sent before the stop: take them too.
         data = self._link.read_available()
         if data:
@@ -152,8 +151,9 @@ class Ingest:
 
     def _byte_time_within(self, size: int, window_s: float) -> float:
         """The time one byte of this read took to arrive: a byte-time of the line, unless the
-        read's `size` bytes arrived faster than that (a socket or pty, not a UART), within the
-        `window_s` since the previous read returned."""
+        read's `size` bytes came faster than a UART sends them (a pty or socket, or bytes the
+        kernel had buffered): then spread over the `window_s` between the read's first byte and
+        its return, so that no frame is dated before its bytes could have arrived."""
         return min(self._byte_time_s, max(window_s, 0.0) / size)
 
     def _handle(self, events: list[FramingEvent], read_at: float, byte_s: float) -> None:

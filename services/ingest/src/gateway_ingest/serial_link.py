@@ -7,8 +7,13 @@ pyserial URL such as `socket://host:port`, which is how a simulator stands in fo
 from __future__ import annotations
 
 import contextlib
+import time
+from typing import TYPE_CHECKING
 
 import serial
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["PortLostError", "SerialLink"]
 
@@ -38,8 +43,18 @@ class PortLostError(Exception):
 class SerialLink:
     """One serial port, opened and reopened by its owner; reads return promptly."""
 
-    def __init__(self, url: str, baudrate: int, read_timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        baudrate: int,
+        read_timeout_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.url = url
+        self._clock = clock
+        self.first_byte_at = 0.0
+        """When the last `read` got its first byte; the rest of what it returned arrived between
+        then (or earlier, if the kernel had buffered it) and the read's return."""
         self._baudrate = baudrate
         self._read_timeout_s = read_timeout_s
         self._port: serial.Serial | None = None
@@ -77,7 +92,10 @@ class SerialLink:
         port = self._require_open()
         try:
             first = port.read(1)
-            return first + self._drain(port) if first else b""
+            if not first:
+                return b""
+            self.first_byte_at = self._clock()
+            return first + self._drain(port)
         except (serial.SerialException, OSError) as exc:
             raise PortLostError(str(exc) or type(exc).__name__) from exc
 

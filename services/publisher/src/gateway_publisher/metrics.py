@@ -49,6 +49,11 @@ class PublisherMetrics:
             ["reason"],
             registry=registry,
         )
+        self.redis_errors = Counter(
+            "gateway_publisher_redis_errors",
+            "Times Redis was unreachable or answered with an error and the publisher backed off",
+            registry=registry,
+        )
 
     def set_stale(self, flags: Mapping[str, bool]) -> None:
         """One `gateway_device_stale` sample per known device."""

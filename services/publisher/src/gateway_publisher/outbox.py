@@ -3,7 +3,13 @@
 Acknowledgements (with the registry entries they change) and dead letters wait here until
 Redis takes them, so a Redis outage delays them without losing or repeating them.
 Acknowledgements are written in batches: `due` says when the loop should write them (a batch
-is full, the oldest has waited long enough, or a dead letter waits).
+is full, the oldest has waited long enough, a dead letter waits, or a refused registry write
+is to be tried again).
+
+The registry entries go with the acknowledgements (same round trip) but never hold them back:
+Redis refuses the HSET while it is full (maxmemory, noeviction) yet takes the XACK, which is
+what lets the records be trimmed and memory freed. A refused registry write is kept (the
+registry in memory is ahead of Redis's) and tried again with a capped backoff.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from gateway_common.backoff import Backoff
 from gateway_common.entries import DeadLetter, encode
 from gateway_common.logs import get_logger
 
@@ -27,6 +34,9 @@ __all__ = ["STAGE", "Outbox"]
 log = get_logger(__name__)
 
 STAGE = "publisher"
+#: Bounds of the delay before a refused registry write is tried again.
+_REGISTRY_RETRY_MIN_S = 0.5
+_REGISTRY_RETRY_MAX_S = 5.0
 
 
 class Outbox:
@@ -51,6 +61,11 @@ class Outbox:
         self._acks: list[tuple[str, Record]] = []
         self._dead: list[tuple[str, bytes, str]] = []
         """(entry id, encoded dead letter, reason label of the metric)."""
+        self._unsaved: set[str] = set()
+        """Devices whose registry entry in memory is newer than Redis's (a write was refused)."""
+        self._registry_retry = Backoff(initial_s=_REGISTRY_RETRY_MIN_S, max_s=_REGISTRY_RETRY_MAX_S)
+        self._registry_retry_at = 0.0
+        """time.monotonic() when the unsaved registry entries are written again."""
 
     def ack(self, entry_id: str, record: Record) -> None:
         """The record is done (published, or a configuration file): acknowledge it."""
@@ -67,9 +82,10 @@ class Outbox:
         """Seconds until the writes are due (0: now), None when there is nothing to write."""
         if self._dead or len(self._acks) >= self._ack_batch:
             return 0.0
-        if not self._acks:
-            return None
-        return max(0.0, self._oldest_ack + self._ack_delay_s - now)
+        due = [self._oldest_ack + self._ack_delay_s] if self._acks else []
+        if self._unsaved:
+            due.append(self._registry_retry_at)
+        return max(0.0, min(due) - now) if due else None
 
     def dead(
         self,
@@ -100,18 +116,45 @@ class Outbox:
         ids.update(entry_id for entry_id, _, _ in self._dead)
         return ids
 
-    def flush(self) -> None:
-        """Write everything to Redis; raises the Redis error and keeps the rest for later."""
-        if self._acks:
-            changed = self._registry.updated(record for _, record in self._acks)
-            self._source.ack(
-                [entry_id for entry_id, _ in self._acks],
-                {device: entry.to_bytes() for device, entry in changed.items()},
-            )
-            self._registry.commit(changed)
-            self._acks.clear()
+    def flush(self, *, final: bool = False) -> None:
+        """Write everything to Redis; raises the Redis error and keeps the rest for later
+        (a refused registry write is not raised: it is kept and tried again when due, or at
+        once when `final`)."""
+        retry_registry = bool(self._unsaved) and (
+            final or time.monotonic() >= self._registry_retry_at
+        )
+        if self._acks or retry_registry:
+            self._write_acks(retry_registry=retry_registry)
+        if final and self._unsaved:
+            log.warning("registry_not_saved", devices=len(self._unsaved))
         while self._dead:
             entry_id, letter, metric_reason = self._dead[0]
             if self._source.dead_letter(entry_id, letter):
                 self._metrics.dead_letters.labels(reason=metric_reason).inc()
             self._dead.pop(0)
+
+    def _write_acks(self, *, retry_registry: bool) -> None:
+        changed = self._registry.updated(record for _, record in self._acks)
+        devices: dict[str, bytes] = {}
+        if retry_registry:
+            for device in self._unsaved:
+                entry = self._registry.get(device)
+                if entry is not None:
+                    devices[device] = entry.to_bytes()
+        devices.update((device, entry.to_bytes()) for device, entry in changed.items())
+        refused = self._source.ack([entry_id for entry_id, _ in self._acks], devices)
+        self._registry.commit(changed)
+        self._acks.clear()
+        if refused is None:
+            if self._unsaved:
+                self._unsaved.difference_update(devices)
+                if not self._unsaved:
+                    log.info("registry_saved", devices=len(devices))
+                    self._registry_retry.reset()
+            return
+        if not self._unsaved:
+            log.warning("registry_write_refused", error=str(refused), devices=len(devices))
+        else:
+            log.debug("registry_write_refused", error=str(refused), devices=len(devices))
+        self._unsaved.update(devices)
+        self._registry_retry_at = time.monotonic() + self._registry_retry.next_delay()

@@ -7,7 +7,11 @@ answered its DDATA with a success reason code. Acknowledgements are written in b
 `PublisherOptions`), and always before the loop blocks on Redis or waits for a connection.
 When the connection drops, it forgets what was in flight (those records stay pending in
 Redis) and, on the next connection, republishes its pending records in order, after the
-DBIRTH of each device.
+DBIRTH of each device. A DDATA sent behind a DBIRTH the broker refused is not delivered (see
+inflight.py). At start, and after any Redis error, it takes over the records other consumer
+names of the group left pending (one publisher runs per MQTT identity: an earlier name of
+this one), so they are published, oldest first, and `{p}:records` can be trimmed behind them.
+Any Redis error (unreachable, or an error reply such as OOM or MISCONF) is waited out.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from gateway_common.devices import DEFAULT_INTERVAL_S
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.redis_conn import REDIS_UNAVAILABLE
+from gateway_publisher.answers import Answers
+from gateway_publisher.inflight import InFlight
 from gateway_publisher.intake import Intake
 from gateway_publisher.mqtt_link import ConnectionLost, PublishOutcome
 from gateway_publisher.outbox import Outbox
 from gateway_publisher.payloads import dbirth_payload
+from gateway_publisher.record_source import REDIS_ERRORS
 from gateway_publisher.registry import DeviceRegistry
 
 if TYPE_CHECKING:
@@ -61,13 +68,6 @@ class PublisherOptions:
     """...or once the oldest has waited this long (or before the loop blocks)."""
 
 
-@dataclass(slots=True)
-class _InFlight:
-    device_id: str
-    ready: Ready | None
-    """None for a DBIRTH."""
-
-
 class Publisher:
     def __init__(
         self,
@@ -92,12 +92,11 @@ class Publisher:
         self._opt = options
         self._clock = clock
         self._registry = DeviceRegistry()
+        self._registry_loaded = False
         self._birth = dbirth_payload()
         self._generation = 0
         self._ready: deque[Ready] = deque()
-        self._inflight: dict[int, _InFlight] = {}
-        self._attempts: dict[str, int] = {}
-        """Refused publishes per entry id (reconnections do not count)."""
+        self._inflight = InFlight()
         self._outbox = Outbox(
             source,
             self._registry,
@@ -106,6 +105,7 @@ class Publisher:
             ack_batch=options.ack_batch,
             ack_delay_s=options.ack_delay_ms / 1000,
         )
+        self._answers = Answers(self._inflight, self._registry, self._outbox, options.max_attempts)
         self._intake = Intake(source, topics, self._outbox)
         self._next_backlog = 0.0
 
@@ -116,15 +116,15 @@ class Publisher:
     # ---- lifecycle
 
     def run(self) -> None:
-        """Publish until stopped; Redis outages are waited out with a capped backoff."""
+        """Publish until stopped; Redis errors are waited out with a capped backoff."""
         backoff = Backoff(initial_s=0.1, max_s=10.0)
-        started = False
+        setup_needed = True
         while not self._stop.is_set():
             self._health.beat()
             try:
-                if not started:
-                    self._start()
-                    started = True
+                if setup_needed:
+                    self._setup()
+                    setup_needed = False
                 self._step()
                 backoff.reset()
                 self._health.clear("redis")
@@ -132,17 +132,42 @@ class Publisher:
                 self._health.problem("redis", f"unreachable: {type(exc).__name__}")
                 delay = backoff.next_delay()
                 log.warning("redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
-                # A read may have reached Redis before the error: read our pending ones again.
-                self._intake.restart()
-                self._stop.wait(delay)
+                self._wait_out(delay)
+                setup_needed = True
+            except REDIS_ERRORS as exc:
+                # An error reply (OOM, MISCONF, READONLY, WRONGTYPE...): Redis-side state that
+                # may clear. Set up again and retry rather than crash.
+                self._health.problem("redis", f"error reply: {str(exc)[:200]}")
+                delay = backoff.next_delay()
+                log.error("redis_error", error=str(exc), retry_in_s=round(delay, 2))  # noqa: TRY400
+                self._wait_out(delay)
+                setup_needed = True
         self._shutdown()
 
-    def _start(self) -> None:
+    def _wait_out(self, delay_s: float) -> None:
+        self._metrics.redis_errors.inc()
+        # A read may have reached Redis before the error: read our pending ones again.
+        self._intake.restart()
+        self._stop.wait(delay_s)
+
+    def _setup(self) -> None:
+        """At start and after a Redis error: the group, the registry (once), then the records
+        other consumer names left pending, which become ours and are read first, in order."""
         self._source.ensure_group()
-        bad = self._registry.load(self._source.load_devices())
-        for device_id in bad:
-            log.warning("registry_entry_unreadable", device_id=device_id)
-        log.info("publisher_started", devices=len(self._registry))
+        if not self._registry_loaded:
+            for device_id in self._registry.load(self._source.load_devices()):
+                log.warning("registry_entry_unreadable", device_id=device_id)
+            self._registry_loaded = True
+            log.info("publisher_started", devices=len(self._registry))
+        for taken in self._source.take_over():
+            log.info(
+                "consumer_taken_over",
+                consumer=taken.consumer,
+                records=taken.records,
+                dropped=taken.dropped,
+                deleted=taken.deleted,
+            )
+        self._intake.restart()
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self._opt.shutdown_grace_ms / 1000
@@ -152,8 +177,8 @@ class Publisher:
                 break
             self._handle_event(self._link.next_event(remaining))
         try:
-            self._flush()
-        except REDIS_UNAVAILABLE as exc:
+            self._outbox.flush(final=True)
+        except REDIS_ERRORS as exc:
             log.warning("shutdown_flush_failed", error=str(exc))
         log.info("publisher_stopped", in_flight_left=len(self._inflight))
 
@@ -211,7 +236,7 @@ class Publisher:
         return self._intake.read(count, block_ms if block else None, self._ids_in_hand)
 
     def _ids_in_hand(self) -> set[str]:
-        ids = {item.ready.entry.entry_id for item in self._inflight.values() if item.ready}
+        ids = self._inflight.entry_ids()
         ids.update(ready.entry.entry_id for ready in self._ready)
         ids.update(self._outbox.ids())
         return ids
@@ -261,7 +286,7 @@ class Publisher:
                 )
                 if mid is None:
                     return
-                self._inflight[mid] = _InFlight(device, None)
+                self._inflight.add_birth(mid, device)
                 self._registry.mark_born(device)
                 log.info("dbirth_sent", device_id=device)
             mid = self._link.publish(
@@ -272,7 +297,7 @@ class Publisher:
             )
             if mid is None:
                 return
-            self._inflight[mid] = _InFlight(device, ready)
+            self._inflight.add_data(mid, ready)
             self._ready.popleft()
 
     def _keep_unacknowledged_within_window(self, more: int) -> None:
@@ -299,52 +324,22 @@ class Publisher:
                 self._health.problem("mqtt", "connection lost")
                 self._forget_in_flight()
         elif isinstance(event, PublishOutcome) and event.generation == self._generation:
-            item = self._inflight.pop(event.mid, None)
-            if item is not None:
-                self._on_outcome(item, event)
+            ready = self._answers.handle(event, self._ready)
+            if ready is not None:
+                self._delivered(ready)
 
-    def _on_outcome(self, item: _InFlight, outcome: PublishOutcome) -> None:
-        ready = item.ready
-        if ready is None:
-            if not outcome.ok:
-                self._registry.forget_birth(item.device_id)
-                log.warning(
-                    "dbirth_refused",
-                    device_id=item.device_id,
-                    reason=outcome.reason,
-                    code=outcome.reason_code,
-                )
-            return
-        entry_id = ready.entry.entry_id
-        if outcome.ok:
-            self._attempts.pop(entry_id, None)
-            self._outbox.ack(entry_id, ready.record)
-            self._metrics.published.inc()
-            latency_s = max(0.0, self._clock() - ready.record.received_at)
-            self._metrics.latency.observe(latency_s)
-            log.debug(
-                "record_published",
-                entry_id=entry_id,
-                device_id=item.device_id,
-                kind=ready.record.kind,
-                latency_ms=round(latency_s * 1000, 1),
-            )
-            return
-        attempts = self._attempts.get(entry_id, 0) + 1
-        self._attempts[entry_id] = attempts
-        reason = f"broker refused: {outcome.reason} (0x{outcome.reason_code:02X})"
-        log.warning(
-            "publish_refused",
-            entry_id=entry_id,
-            device_id=item.device_id,
-            reason=reason,
-            attempts=attempts,
+    def _delivered(self, ready: Ready) -> None:
+        self._outbox.ack(ready.entry.entry_id, ready.record)
+        self._metrics.published.inc()
+        latency_s = max(0.0, self._clock() - ready.record.received_at)
+        self._metrics.latency.observe(latency_s)
+        log.debug(
+            "record_published",
+            entry_id=ready.entry.entry_id,
+            device_id=ready.record.device_id,
+            kind=ready.record.kind,
+            latency_ms=round(latency_s * 1000, 1),
         )
-        if attempts >= self._opt.max_attempts:
-            self._attempts.pop(entry_id, None)
-            self._outbox.dead(ready.entry, reason, "broker_refused", ready.record, attempts)
-        else:
-            self._ready.appendleft(ready)
 
     # ---- Redis
 

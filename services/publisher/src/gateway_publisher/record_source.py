@@ -1,11 +1,12 @@
-"""Every Redis operation of the publisher: read records, acknowledge, dead-letter, registry."""
+"""Every Redis operation of the publisher: read records, acknowledge, dead-letter, registry, and
+take over the records another consumer name left pending."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway_common.redis_conn import ensure_group
 from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
@@ -15,12 +16,24 @@ if TYPE_CHECKING:
 
     import redis
 
-__all__ = ["NEW_ENTRIES", "PENDING_START", "RecordSource", "StreamEntry"]
+__all__ = [
+    "NEW_ENTRIES",
+    "PENDING_START",
+    "REDIS_ERRORS",
+    "RecordSource",
+    "StreamEntry",
+    "TakenOver",
+]
 
 #: XREADGROUP id reading the consumer's own pending entries from the start.
 PENDING_START: Final = "0"
 #: XREADGROUP id reading entries never delivered to any consumer.
 NEW_ENTRIES: Final = ">"
+#: Any other Redis failure, error replies included (OOM when Redis is full, MISCONF, READONLY,
+#: WRONGTYPE): the loop waits, sets up again and retries, like for an outage.
+REDIS_ERRORS: Final[tuple[type[Exception], ...]] = (RedisError,)
+#: Pending entries moved by one call of the take-over script (one atomic step each).
+_TAKE_OVER_BATCH: Final = 1000
 
 # Acknowledge the record, and append its dead letter only if the acknowledgement succeeded:
 # a record lands in the dead letters once, even if two publishers raced for it.
@@ -31,6 +44,66 @@ if acked == 1 then
 end
 return acked
 """
+
+# Move the entries other consumers of the group left pending to this consumer (XCLAIM JUSTID:
+# the delivery count stays), at most ARGV[3] of them, and delete every other consumer left
+# with nothing pending. One script, so a consumer is deleted only if it has nothing pending at
+# that very moment (XGROUP DELCONSUMER drops the pending entries of the consumer it deletes).
+# KEYS[1]: records. ARGV: group, this consumer, batch.
+# Returns {more, then per other consumer: name, entries asked for, entries moved, deleted 0/1};
+# XCLAIM drops from the pending list, instead of moving, an entry deleted from the stream.
+_TAKE_OVER_LUA: Final = """
+local budget = tonumber(ARGV[3])
+local out = {0}
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending = nil, 0
+  for i = 1, #consumer, 2 do
+    if consumer[i] == 'name' then name = consumer[i + 1] end
+    if consumer[i] == 'pending' then pending = consumer[i + 1] end
+  end
+  if name ~= ARGV[2] then
+    local asked, moved = 0, 0
+    if pending > 0 and budget > 0 then
+      local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}
+      for _, entry in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', budget, name)) do
+        args[#args + 1] = entry[1]
+        asked = asked + 1
+      end
+      if asked > 0 then
+        args[#args + 1] = 'JUSTID'
+        moved = #redis.call(unpack(args))
+      end
+      budget = budget - asked
+      pending = pending - asked
+    end
+    local deleted = 0
+    if pending <= 0 then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+      deleted = 1
+    else
+      out[1] = 1
+    end
+    out[#out + 1] = name
+    out[#out + 1] = asked
+    out[#out + 1] = moved
+    out[#out + 1] = deleted
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TakenOver:
+    """What the publisher took over from another consumer name of its group."""
+
+    consumer: str
+    records: int
+    """Pending entries now pending on this consumer (published before any new one)."""
+    dropped: int
+    """Pending entries whose record had been deleted from the stream (Redis dropped them)."""
+    deleted: bool
+    """The consumer was deleted from the group (nothing left pending on it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +123,41 @@ class RecordSource:
         self._keys = keys
         self._consumer = consumer
         self._dead_letter_script = client.register_script(_DEAD_LETTER_LUA)
+        self._take_over_script = client.register_script(_TAKE_OVER_LUA)
 
     @property
     def keys(self) -> StreamKeys:
         return self._keys
 
     def ensure_group(self) -> None:
-        ensure_group(self._client, self._keys.records, PUBLISHER_GROUP)
+        """Create the group unless it exists: XGROUP CREATE is refused while Redis is full,
+        even for a group that exists, and the records must still be published then."""
+        if not any(_text(group["name"]) == PUBLISHER_GROUP for group in self._groups()):
+            ensure_group(self._client, self._keys.records, PUBLISHER_GROUP)
+
+    def take_over(self) -> list[TakenOver]:
+        """Make the entries pending on other consumers of the group this consumer's own, and
+        delete those consumers (exactly one publisher runs per MQTT identity: they are gone)."""
+        totals: dict[str, list[int]] = {}
+        while True:
+            reply: Any = self._take_over_script(
+                keys=[self._keys.records],
+                args=[PUBLISHER_GROUP, self._consumer, _TAKE_OVER_BATCH],
+            )
+            asked_now = 0
+            for i in range(1, len(reply), 4):
+                asked, moved, deleted = (int(value) for value in reply[i + 1 : i + 4])
+                total = totals.setdefault(_text(reply[i]), [0, 0, 0])
+                total[0] += moved
+                total[1] += asked - moved
+                total[2] |= deleted
+                asked_now += asked
+            if not int(reply[0]) or asked_now == 0:
+                break
+        return [
+            TakenOver(name, moved, dropped, bool(deleted))
+            for name, (moved, dropped, deleted) in totals.items()
+        ]
 
     def read(self, start: str, count: int, block_ms: int | None) -> list[StreamEntry]:
         """Read up to `count` entries after `start` (an id of our pending entries, or `>`)."""
@@ -80,14 +181,25 @@ class RecordSource:
                 entries.append(StreamEntry(_text(entry_id), data))
         return entries
 
-    def ack(self, entry_ids: Sequence[str], devices: Mapping[str, bytes]) -> None:
-        """Acknowledge records and write their devices' registry entries, in one transaction."""
-        pipe = self._client.pipeline(transaction=True)
+    def ack(self, entry_ids: Sequence[str], devices: Mapping[str, bytes]) -> RedisError | None:
+        """Acknowledge records, then write registry entries: one round trip, not a transaction.
+
+        Redis refuses an HSET while it is full (XACK is never refused for memory), and a
+        refused command inside MULTI aborts the whole transaction: the registry write must
+        never hold the acknowledgements back. Raises the XACK's error; returns the HSET's.
+        """
+        if not entry_ids and not devices:
+            return None
+        pipe = self._client.pipeline(transaction=False)
         if entry_ids:
             pipe.xack(self._keys.records, PUBLISHER_GROUP, *entry_ids)
         if devices:
             pipe.hset(self._keys.devices, mapping=cast("Mapping[Any, Any]", devices))
-        pipe.execute()
+        replies = pipe.execute(raise_on_error=False)
+        if entry_ids and isinstance(replies[0], RedisError):
+            raise replies[0]
+        refused = replies[-1] if devices else None
+        return refused if isinstance(refused, RedisError) else None
 
     def dead_letter(self, entry_id: str, letter: bytes) -> bool:
         """Acknowledge a record and append its dead letter atomically; False if not ours."""
@@ -103,11 +215,17 @@ class RecordSource:
 
     def backlog(self) -> int:
         """Records the publisher group has not acknowledged: pending plus never delivered."""
-        try:
-            groups: Any = self._client.xinfo_groups(self._keys.records)
-        except ResponseError:  # no such stream (yet)
-            return 0
-        for group in groups:
+        for group in self._groups():
             if _text(group["name"]) == PUBLISHER_GROUP:
                 return int(group.get("pending") or 0) + int(group.get("lag") or 0)
         return 0
+
+    def _groups(self) -> list[dict[str, Any]]:
+        """The consumer groups of the records stream; none while it does not exist."""
+        try:
+            groups: Any = self._client.xinfo_groups(self._keys.records)
+        except ResponseError as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+            return []
+        return list(groups)

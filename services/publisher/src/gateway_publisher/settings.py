@@ -29,6 +29,8 @@ class PublisherSettings(CommonSettings):
     edge_node_id: str = Field(pattern=_TOPIC_LEVEL)
     topic_root: str = Field("mqtts", pattern=_TOPIC_LEVEL)
     consumer_name: str = Field(default_factory=default_consumer_name, min_length=1)
+    """Consumer name in group `publisher`. One publisher runs per MQTT identity, so at start
+    it takes over the records left pending under any other name (an earlier one of its own)."""
     window_messages: int = Field(64, ge=1, le=65535)
     """MQTT messages (DDATA and DBIRTH) published and not yet acknowledged by the broker."""
     max_attempts: int = Field(5, ge=1, le=1000)

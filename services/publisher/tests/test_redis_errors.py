@@ -1,0 +1,127 @@
+"""Redis answering with errors (full, wrong type) never stops the publisher, and a full Redis
+still takes the acknowledgements (a private redis-server for the full one)."""
+
+from __future__ import annotations
+
+import time
+
+import msgpack
+import pytest
+import redis
+
+from gateway_common.entries import encode
+from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP
+
+from .test_integration import T0, button, expected, seen, wait_for
+
+pytestmark = pytest.mark.integration
+
+FILLER_BYTES = 16 * 1024
+
+
+def fill_up(client: redis.Redis) -> list[str]:
+    """Fill Redis (noeviction) until it refuses writes, then lower the ceiling a little more,
+    so that freeing a few bytes (an XACK) does not bring it back under. The filler keys, whose
+    deletion frees far more than the publisher's connections and scripts take meanwhile."""
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", client.info("memory")["used_memory"] + 2 * 1024 * 1024)
+    filler: list[str] = []
+    with pytest.raises(redis.exceptions.OutOfMemoryError):  # noqa: PT012
+        for i in range(1000):
+            client.set(f"filler:{i}", b"x" * FILLER_BYTES)
+            filler.append(f"filler:{i}")
+    client.config_set("maxmemory", client.info("memory")["used_memory"] - 256 * 1024)
+    return filler
+
+
+def registry(client: redis.Redis, key: str) -> dict[str, dict[str, object]]:
+    return {k.decode(): msgpack.unpackb(v) for k, v in client.hgetall(key).items()}
+
+
+def test_a_full_redis_still_takes_the_acknowledgements_and_the_registry_catches_up(
+    broker,
+    topic_root,
+    subscriber,
+    start_publisher,
+    private_redis,
+    make_records_stream,
+    clear_retained,
+) -> None:
+    client = redis.Redis.from_url(private_redis.url)
+    stream = make_records_stream(client)
+    keys = stream.keys
+    live = subscriber(broker.host, broker.port, f"{topic_root}/#")
+    records = [button("M1", T0 + i, i % 2) for i in range(4)]
+    for record in records:
+        stream.add(record)
+    client.xgroup_create(keys.records, PUBLISHER_GROUP, id="0")
+    client.xreadgroup(PUBLISHER_GROUP, "earlier-name", {keys.records: ">"}, count=2)
+    filler = fill_up(client)
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        client.hset(keys.devices, "probe", b"x")
+
+    pub = start_publisher(broker.host, broker.port, redis_url=private_redis.url)
+
+    # Published, and acknowledged although Redis is full (XACK is not refused for memory).
+    want = expected(topic_root, [("M1", None)] + [("M1", r) for r in records])
+    assert seen(live.take(len(want))) == want
+    assert wait_for(lambda: stream.outstanding() == 0)
+    assert pub.metric("gateway_records_published_total") == 4
+    time.sleep(1.0)  # a few turns of the loop, registry writes retried and refused
+    assert client.hlen(keys.devices) == 0  # the registry write was refused, not the XACK
+    assert pub.thread.is_alive()
+    assert pub.errors == []
+
+    client.delete(*filler)  # memory freed: the registry catches up by itself
+    assert wait_for(lambda: registry(client, keys.devices).get("M1", {}).get("readings") == 4)
+    later = button("M1", T0 + 10, 0)
+    stream.add(later)
+    assert seen(live.take(1)) == expected(topic_root, [("M1", later)])
+    assert live.quiet() == []
+    assert wait_for(lambda: stream.outstanding() == 0)
+    assert wait_for(lambda: registry(client, keys.devices)["M1"]["readings"] == 5)
+    assert registry(client, keys.devices)["M1"]["last_seen"] == T0 + 10
+    client.close()
+
+
+def test_an_error_reply_is_waited_out_and_the_setup_done_again(
+    broker,
+    topic_root,
+    subscriber,
+    start_publisher,
+    records_stream,
+    redis_client,
+    stream_prefix,
+    clear_retained,
+) -> None:
+    """WRONGTYPE on every read while the records key holds a string; meanwhile an earlier
+    consumer name left records pending: once the stream is back they are taken over."""
+    stream = records_stream.keys.records
+    saved = f"{stream_prefix}:saved"
+    live = subscriber(broker.host, broker.port, f"{topic_root}/#")
+    first = button("W1", T0)
+    records_stream.add(first)
+    pub = start_publisher(broker.host, broker.port)
+    assert seen(live.take(2)) == expected(topic_root, [("W1", None), ("W1", first)])
+    assert wait_for(lambda: records_stream.outstanding() == 0)
+
+    swap = redis_client.pipeline(transaction=True)
+    swap.rename(stream, saved)
+    swap.set(stream, "not a stream")
+    swap.execute()
+    assert wait_for(lambda: pub.metric("gateway_publisher_redis_errors_total") >= 2, 5)
+    left = [button("W1", T0 + 1 + i, i % 2) for i in range(2)]
+    for record in left:
+        redis_client.xadd(saved, {ENTRY_FIELD: encode(record)})
+    redis_client.xreadgroup(PUBLISHER_GROUP, "earlier-name", {saved: ">"})
+    new = button("W1", T0 + 5)
+    redis_client.xadd(saved, {ENTRY_FIELD: encode(new)})
+    assert pub.thread.is_alive()
+    assert pub.errors == []
+    redis_client.rename(saved, stream)  # the stream is back, with its group
+
+    # Same MQTT connection: no new DBIRTH. The taken-over records first, then the new one.
+    assert seen(live.take(3)) == expected(topic_root, [("W1", r) for r in [*left, new]])
+    assert live.quiet() == []
+    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert pub.metric("gateway_records_published_total") == 4
