@@ -31,6 +31,19 @@ from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
 from gateway_publisher.main import run
 from gateway_publisher.settings import PublisherSettings
 
+
+def terminate(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL if the server is still there after 5 s."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"  # Debian: in sbin
 WAIT_S = 10.0
 
@@ -99,14 +112,8 @@ class PrivateBroker:
 
     def stop(self) -> None:
         """SIGTERM: mosquitto saves its sessions (so test subscribers keep theirs) and exits."""
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-            self.process = None
+        terminate(self.process)
+        self.process = None
 
 
 @pytest.fixture
@@ -483,14 +490,8 @@ class PrivateRedis:
             client.close()
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-            self.process = None
+        terminate(self.process)
+        self.process = None
 
 
 @pytest.fixture
