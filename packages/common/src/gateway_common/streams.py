@@ -48,7 +48,3 @@ class StreamKeys:
         """Hash of ingest's modem counter state (`counter`, `after_reboot`, `seen_at`): the
         next ingest process counts the frames sent while none held the port."""
         return f"{self.prefix}:ingest:modem"
-
-    def health(self, service: str, consumer: str) -> str:
-        """Key of a service replica's health record (a value with a time-to-live)."""
-        return f"{self.prefix}:health:{service}:{consumer}"
