@@ -136,8 +136,8 @@ class Ingest:
         last_byte_at = self._clock()
         while not stop.is_set():
             data = self._link.read()
-            self._health.beat()
             now = self._clock()
+            self._health.beat()
             if data:
                 last_byte_at = now
                 byte_s = self._byte_time_within(len(data), now - self._link.first_byte_at)
