@@ -1,4 +1,4 @@
-"""Times and entry ids on gatewayctl's command line."""
+"""Times, durations and entry ids on gatewayctl's command line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway_ctl.timespec import entry_id, epoch_ms, parse_time
+from gateway_ctl.timespec import entry_id, epoch_ms, parse_duration, parse_time
 
 
 def test_forms_of_one_moment() -> None:
@@ -57,3 +57,29 @@ def test_entry_ids(text: str) -> None:
 def test_not_entry_ids(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         entry_id(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("0", 0),
+        ("90", 90),
+        ("0.2", 0.2),
+        (".5", 0.5),
+        ("45s", 45),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1.5h", 5400),
+        ("1d", 86400),
+    ],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text", ["", "-1", "h", "1w", "1H", "1h30m", "1e3", " 5", "5 ", "5\n", "inf", "nan", "9" * 400]
+)
+def test_not_durations(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
+        parse_duration(text)

@@ -8,6 +8,7 @@ arguments.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import TYPE_CHECKING
 
@@ -16,14 +17,14 @@ from rich.markup import escape
 
 from gateway_common.settings import load_settings
 from gateway_common.streams import StreamKeys
-from gateway_ctl import dead, replay, tail
+from gateway_ctl import consumers, dead, replay, tail
 from gateway_ctl.devices import collect_devices, render_devices
 from gateway_ctl.errors import EXIT_FAILED, CtlError, redact, redis_session
 from gateway_ctl.output import print_json
 from gateway_ctl.render import render_status
 from gateway_ctl.settings import CtlSettings
 from gateway_ctl.status import collect_status
-from gateway_ctl.timespec import entry_id, epoch_ms, parse_time
+from gateway_ctl.timespec import entry_id, epoch_ms, parse_duration, parse_time
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -58,6 +59,25 @@ def _parser() -> argparse.ArgumentParser:
 
     devices = commands.add_parser("devices", help="every device: seen, link budget, stale")
     devices.add_argument("--json", action="store_true", help="machine-readable output")
+
+    cons = commands.add_parser("consumers", help="the consumers of the groups; prune stale ones")
+    cons.add_argument("--json", action="store_true", help="machine-readable output")
+    cons_sub = cons.add_subparsers(dest="action", metavar="ACTION")
+    prune = cons_sub.add_parser(
+        "prune", help="delete consumers with nothing pending, idle at least --idle"
+    )
+    prune.add_argument(
+        "--idle",
+        type=parse_duration,
+        default=consumers.DEFAULT_PRUNE_IDLE_S,
+        metavar="DURATION",
+        help="least idle time: seconds, or 30m, 2h, 1d (default: 1h)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    # SUPPRESS: `consumers --json prune` keeps the --json given before `prune`
+    prune.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
 
     dead_cmd = commands.add_parser("dead", help="inspect, requeue or drop dead letters")
     dead_sub = dead_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -164,6 +184,25 @@ def _dead_drop(client: redis.Redis, keys: StreamKeys, args: argparse.Namespace) 
     return EXIT_FAILED if missing else 0
 
 
+def _consumers(settings: CtlSettings, args: argparse.Namespace) -> int:
+    with redis_session(settings.redis_url) as client:
+        listed = consumers.list_consumers(client, StreamKeys(settings.stream_prefix))
+        report = None
+        if args.action == "prune":
+            min_idle_ms = math.ceil(args.idle * 1000)
+            report = consumers.prune(client, listed, min_idle_ms, dry_run=args.dry_run)
+    if report is None:
+        if args.json:
+            print_json({"consumers": [c.as_json() for c in listed]})
+        else:
+            consumers.render_consumers(listed, Console())
+    elif args.json:
+        print_json(report.as_json())
+    else:
+        consumers.render_prune(report, Console())
+    return 0
+
+
 DEAD_ACTIONS: dict[str, Callable[[redis.Redis, StreamKeys, argparse.Namespace], int]] = {
     "list": _dead_list,
     "show": _dead_show,
@@ -212,6 +251,7 @@ def _tail(settings: CtlSettings, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[CtlSettings, argparse.Namespace], int]] = {
     "status": _status,
     "devices": _devices,
+    "consumers": _consumers,
     "dead": _dead,
     "replay": _replay,
     "tail": _tail,
