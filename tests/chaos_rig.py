@@ -1,9 +1,6 @@
-"""The parts of the fault-injection tests: servers and services a test may kill, a modem line
-paced at the serial rate, and an MQTT subscriber that outlives broker restarts.
-
-Everything here is private to one test: Redis and Mosquitto run on free loopback ports with
-their data in the test's temporary directory, so killing them never touches the shared servers
-the other tests use.
+"""The parts of the fault-injection tests: services a test may kill, a modem line paced at the
+serial rate, and an MQTT subscriber that outlives broker restarts (the private Redis and
+Mosquitto they run on are in private_servers.py).
 """
 
 from __future__ import annotations
@@ -11,13 +8,10 @@ from __future__ import annotations
 import array
 import contextlib
 import fcntl
-import getpass
 import json
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import termios
@@ -30,165 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
-import redis
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from private_servers import START_TIMEOUT_S, STOP_TIMEOUT_S, stop_process, tail
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 BIN = Path(sys.executable).parent
-LOOPBACK = "127.0.0.1"
 #: 115200 baud, 8N1: ten bits on the wire per byte.
 LINE_BYTES_PER_S = 115200 / 10
-START_TIMEOUT_S = 15.0
-STOP_TIMEOUT_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def find_binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
-        candidate = Path(directory) / name
-        if candidate.exists():
-            return str(candidate)
-    return None
-
-
-def _wait_port(process: subprocess.Popen[bytes], port: int, what: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}: {_tail(log)}")
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port} within {START_TIMEOUT_S} s")
-
-
-def _tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
-    except FileNotFoundError:
-        return "(no log)"
-
-
-def _stop(process: subprocess.Popen[bytes] | None, sig: int) -> int | None:
-    if process is None:
-        return None
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT_S)
-    return process.returncode
-
-
-# --------------------------------------------------------------------------- private servers
-
-
-class PrivateRedis:
-    """A redis-server of the test's own; AOF with fsync on every write, so it survives kill -9."""
-
-    def __init__(self, binary: str, directory: Path) -> None:
-        self._binary = binary
-        self.directory = directory
-        self.port = free_port()
-        self._process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        directory.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
-
-    def start(self) -> None:
-        self.starts += 1
-        log = self.directory / "redis.log"
-        command = [
-            self._binary,
-            "--port", str(self.port),
-            "--bind", LOOPBACK,
-            "--dir", str(self.directory),
-            "--appendonly", "yes",
-            "--appendfsync", "always",
-            "--save", "",
-            "--logfile", str(log),
-        ]  # fmt: skip
-        self._process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
-        _wait_port(self._process, self.port, "redis-server", log)
-        client = self.client()
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:  # listening is not enough: the AOF may still be loading
-                try:
-                    client.ping()
-                except (redis.BusyLoadingError, redis.ConnectionError):
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-                else:
-                    return
-        finally:
-            client.close()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        code = _stop(self._process, sig)
-        self._process = None
-        return code
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=10)
-
-
-class PrivateBroker:
-    """A Mosquitto of the test's own. Persistence is on (saved when it stops on SIGTERM), so a
-    subscriber's persistent session and the QoS 1 messages queued for it survive a restart."""
-
-    def __init__(self, binary: str, directory: Path) -> None:
-        self._binary = binary
-        self.directory = directory
-        self.port = free_port()
-        self._process: subprocess.Popen[bytes] | None = None
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config = directory / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {self.port} {LOOPBACK}\n"
-            "allow_anonymous true\n"
-            f"user {getpass.getuser()}\n"  # as root, do not switch to the `mosquitto` user
-            "persistence true\n"
-            f"persistence_location {directory}/\n"
-            "autosave_interval 0\n"  # saved at exit
-            "max_queued_messages 0\n"  # a subscriber cut off by a restart loses nothing
-            f"log_dest file {directory}/mosquitto.log\n",
-            encoding="utf-8",
-        )
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [self._binary, "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        _wait_port(self._process, self.port, "mosquitto", self.directory / "mosquitto.log")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        code = _stop(self._process, sig)
-        self._process = None
-        return code
 
 
 # --------------------------------------------------------------------------- the services
@@ -256,22 +103,22 @@ class ServiceSlot:
         """SIGTERM the running incarnation; its exit code (None if it was not running)."""
         if not self.incarnations or not self.alive():
             return None
-        return _stop(self.current.process, signal.SIGTERM)
+        return stop_process(self.current.process, signal.SIGTERM)
 
     def logs(self, chars: int = 2500) -> str:
         return "\n".join(
-            f"--- {i.log_path.name}\n{_tail(i.log_path, chars)}" for i in self.incarnations
+            f"--- {i.log_path.name}\n{tail(i.log_path, chars)}" for i in self.incarnations
         )
 
     def log_text(self) -> str:
-        return "".join(_tail(i.log_path, 10**9) for i in self.incarnations)
+        return "".join(tail(i.log_path, 10**9) for i in self.incarnations)
 
     def event_delays(self, event: str) -> list[float | None]:
         """Per incarnation, seconds from its start to its first log line of `event` (JSON logs)."""
         delays: list[float | None] = []
         for incarnation in self.incarnations:
             delay = None
-            for line in _tail(incarnation.log_path, 10**9).splitlines():
+            for line in tail(incarnation.log_path, 10**9).splitlines():
                 if f'"event": "{event}"' in line:
                     with contextlib.suppress(ValueError, KeyError):
                         stamp = datetime.fromisoformat(json.loads(line)["timestamp"])
@@ -282,7 +129,7 @@ class ServiceSlot:
 
     def wait_log(self, marker: str, timeout_s: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
-        while marker not in _tail(self.current.log_path, 10**9):
+        while marker not in tail(self.current.log_path, 10**9):
             if self.current.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited before {marker!r}\n{self.logs()}")
             if time.monotonic() > deadline:

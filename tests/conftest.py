@@ -20,6 +20,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from private_servers import stop_process
+
 BIN = Path(sys.executable).parent
 PROJECT_ID = "proj-test"
 EDGE_NODE_ID = "edge-test"
@@ -136,15 +138,7 @@ class Gateway:
         return service
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 10) -> int:
-        process = self.services[name].process
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        return process.returncode
+        return stop_process(self.services[name].process, sig, timeout_s)
 
     def logs(self) -> str:
         return "\n".join(f"--- {s.name}\n{s.log()[-4000:]}" for s in self.services.values())

@@ -1,10 +1,10 @@
-"""Helpers for the operations tests: free ports, scraping /metrics, running gatewayctl."""
+"""Helpers for the operations tests: scraping /metrics, running gatewayctl (free ports are in
+private_servers)."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +17,6 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:

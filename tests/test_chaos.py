@@ -39,17 +39,15 @@ import pytest
 
 from gateway_common.entries import decode_frame, decode_record
 from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP, StreamKeys
+from private_servers import PrivateBroker, PrivateRedis, find_binary
 
 from .chaos_rig import (
     LINE_BYTES_PER_S,
     DurableSubscriber,
     PacedLine,
-    PrivateBroker,
-    PrivateRedis,
     Received,
     ServiceSlot,
     choose_seed,
-    find_binary,
 )
 from .readings import ddata_topic, expected_metrics, frame_of, ranges, reading, seq_of_ddata
 
@@ -218,10 +216,9 @@ class FaultRunner:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    binary = find_binary("redis-server")
-    if binary is None:
+    if find_binary("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    server = PrivateRedis(binary, tmp_path / "redis")
+    server = PrivateRedis(tmp_path / "redis", appendfsync="always")  # survives kill -9
     server.start()
     yield server
     server.stop(signal.SIGKILL)
@@ -229,10 +226,11 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    binary = find_binary("mosquitto")
-    if binary is None:
+    if find_binary("mosquitto") is None:
         pytest.skip("mosquitto is not installed")
-    broker = PrivateBroker(binary, tmp_path / "mosquitto")
+    # Sessions saved on SIGTERM; no limit on the messages queued for a subscriber cut off by a
+    # restart, so it loses nothing.
+    broker = PrivateBroker(tmp_path / "mosquitto", extra_config="max_queued_messages 0")
     broker.start()
     yield broker
     broker.stop(signal.SIGKILL)

@@ -26,9 +26,10 @@ from gateway_simulator.alp import (
     energy_file,
     unsolicited_message,
 )
+from private_servers import free_port
 
 from .conftest import Gateway, Message, ModemLine, Subscriber
-from .ops_helpers import BIN, free_port, gatewayctl, http_get, scrape, wait_until
+from .ops_helpers import BIN, gatewayctl, http_get, scrape, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 

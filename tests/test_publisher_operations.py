@@ -4,11 +4,7 @@ private Mosquitto the test stops), and device staleness in gateway_device_stale 
 
 from __future__ import annotations
 
-import getpass
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,53 +24,20 @@ from gateway_simulator.alp import (
     energy_file,
     unsolicited_message,
 )
+from private_servers import PrivateBroker, find_binary, free_port, stop_process
 
-from .ops_helpers import BIN, free_port, gatewayctl, http_get, sample, wait_until
+from .ops_helpers import BIN, gatewayctl, http_get, sample, wait_until
 
 pytestmark = pytest.mark.integration
 
 ENERGY = Energy((1, 2, 3), (4, 5, 6), (7, 8, 9), (230, 231, 232))
 
 
-class PrivateMosquitto:
-    def __init__(self, directory: Path) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            pytest.skip("mosquitto is not installed")
-        self.port = free_port()
-        self.config = directory / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n",
-            encoding="utf-8",
-        )
-        self._binary = binary
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [self._binary, "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        assert wait_until(self._listening, 5), "mosquitto did not start"
-
-    def _listening(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            self._process.wait(5)
-        self._process = None
-
-
 @pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[PrivateMosquitto]:
-    broker = PrivateMosquitto(tmp_path)
+def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    if find_binary("mosquitto") is None:
+        pytest.skip("mosquitto is not installed")
+    broker = PrivateBroker(tmp_path / "mosquitto", persistence=False)  # restarts with no session
     broker.start()
     yield broker
     broker.stop()
@@ -108,16 +71,8 @@ def start_publisher(
     )
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def test_mqtt_connected_drops_to_0_within_seconds_of_an_outage(
-    tmp_path: Path, redis_url: str, stream_prefix: str, private_broker: PrivateMosquitto
+    tmp_path: Path, redis_url: str, stream_prefix: str, private_broker: PrivateBroker
 ) -> None:
     port = free_port()
     publisher = start_publisher(tmp_path, redis_url, stream_prefix, private_broker.port, port)
@@ -136,7 +91,7 @@ def test_mqtt_connected_drops_to_0_within_seconds_of_an_outage(
         assert wait_until(lambda: connected() == 1, 10)
         assert wait_until(lambda: http_get(port, "/healthz")[0] == 200, 5)
     finally:
-        stop(publisher)
+        stop_process(publisher)
     assert publisher.returncode == 0, (tmp_path / "publisher.log").read_text()
 
 
@@ -189,7 +144,7 @@ def test_device_staleness_in_the_gauge_and_in_gatewayctl(
         devices = gatewayctl(ctl_env, "devices", "--json").json()["devices"]
         assert {d["device_id"]: d["stale"] for d in devices}["A1"] is False
     finally:
-        stop(publisher)
+        stop_process(publisher)
         for topic_device in ("A1", "B2", "C3"):  # the retained DBIRTHs of this test
             subprocess.run(
                 [

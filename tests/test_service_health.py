@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,11 @@ import pytest
 
 from gateway_common.health import EXIT_UNHEALTHY
 from gateway_common.serial_protocol import MessageType, encode_frame
+from private_servers import free_port
 
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def healthz(port: int) -> tuple[int, str]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import redis
 
 from gateway_common.entries import FrameEntry, decode_record, encode
 from gateway_simulator import alp as sim
+from private_servers import PrivateRedis, find_binary
 
 from .conftest import wait_until
 
@@ -32,59 +32,14 @@ def test_bad_setting_exits_2_naming_the_variable():
     assert "GATEWAY_CLAIM_IDLE_MS" in lines[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class PrivateRedis:
-    """A throw-away redis-server of this test's own, without persistence, that can be killed."""
-
-    def __init__(self, port: int, directory: Path) -> None:
-        self.port = port
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> redis.Redis:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port)
-
-        def ready() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_until(ready)
-        return client
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-            self.process = None
-
-
 @pytest.fixture
 def private_redis(tmp_path):
-    if shutil.which("redis-server") is None:
+    """Not started; without persistence, so killing it loses all its data."""
+    if find_binary("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    server = PrivateRedis(_free_port(), tmp_path)
+    server = PrivateRedis(tmp_path, appendfsync=None)
     yield server
-    server.kill()
+    server.stop(signal.SIGKILL)
 
 
 def _frames(client: redis.Redis, count: int) -> None:
@@ -102,14 +57,17 @@ def test_waits_for_redis_and_resumes_after_it_restarts(private_redis, start_deco
     wait_until(lambda: decoder.metric("gateway_decoder_redis_errors_total") >= 2)
     assert decoder.thread.is_alive()
 
-    client = private_redis.start()
+    private_redis.start()
+    client = private_redis.client()
     _frames(client, 5)
     wait_until(lambda: client.xlen("gw:records") == 5)
 
-    private_redis.kill()  # Redis lost, with all its data (no persistence): the group is gone
+    # Redis lost, with all its data (no persistence): the group is gone
+    private_redis.stop(signal.SIGKILL)
     time.sleep(0.3)
     assert decoder.thread.is_alive()
-    client = private_redis.start()
+    private_redis.start()
+    client = private_redis.client()
     _frames(client, 3)
     wait_until(lambda: client.xlen("gw:records") == 3)
     records = [decode_record(f[b"d"]) for _, f in client.xrange("gw:records")]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,22 +29,15 @@ from gateway_ingest.frame_sink import FrameSink, load_counter_state
 from gateway_ingest.ingest import run
 from gateway_ingest.metrics import IngestMetrics
 from gateway_ingest.settings import IngestSettings
+from private_servers import PrivateRedis, free_port
 
 pytestmark = pytest.mark.integration
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 SCRIPT = Path(sys.executable).parent / "gateway-ingest"
 GARBAGE = [b"", b"\x01\x02", b"\xc0", b"\xc0\x55\xff", b"\x00\xc0\xc0", b"\x7e\x0d\x0a"]
 CHUNKS = [1, 2, 3, 5, 8, 13, 21, 64, 7]
 
 T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _eventually(probe: Callable[[], T], timeout_s: float = 5.0) -> T:
@@ -62,7 +54,7 @@ class ModemServer:
     """A TCP server that plays the modem for `socket://127.0.0.1:<port>`."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._listener: socket.socket | None = None
         self._conn: socket.socket | None = None
         self.listen()
@@ -339,47 +331,11 @@ def test_pty_raw_bytes_arrive_unmangled(
 # ------------------------------------------------------------------ Redis away
 
 
-class PrivateRedis:
-    """A redis-server of this test's own, which the test may stop and start again."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        try:
-
-            def ping() -> bool:
-                try:
-                    return bool(client.ping())
-                except redis.ConnectionError:
-                    return False
-
-            assert _eventually(ping), "private redis-server did not start"
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(10)
-            self._proc = None
-
-
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """Not started: the test starts it (and stops it: without persistence, a restarted server
+    starts empty)."""
+    server = PrivateRedis(tmp_path / "redis", appendfsync=None)
     yield server
     server.stop()
 
@@ -463,7 +419,7 @@ def _scrape(port: int, name: str) -> float | None:
 def test_sigterm_flushes_frames_already_read(
     modem: ModemServer, private_redis: PrivateRedis, stream_prefix: str
 ) -> None:
-    metrics_port = _free_port()
+    metrics_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env |= {
         "GATEWAY_SERIAL_PORT": modem.url,

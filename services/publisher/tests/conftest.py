@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import shutil
 import socket
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-import redis
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -30,29 +27,9 @@ from gateway_common.settings import load_settings
 from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
 from gateway_publisher.main import run
 from gateway_publisher.settings import PublisherSettings
+from private_servers import PrivateBroker, PrivateRedis
 
-
-def terminate(process: subprocess.Popen[bytes] | None) -> None:
-    """SIGTERM, then SIGKILL if the server is still there after 5 s."""
-    if process is None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"  # Debian: in sbin
 WAIT_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S, step_s=0.05) -> bool:
@@ -67,63 +44,15 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S, step_s=
 # ------------------------------------------------------------------ private brokers
 
 
-@dataclass
-class PrivateBroker:
-    """A Mosquitto of a test's own, which the test may kill and restart on the same port."""
-
-    directory: Path
-    extra_conf: str = ""
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def conf(self) -> Path:
-        return self.directory / "mosquitto.conf"
-
-    def start(self) -> None:
-        (self.directory / "data").mkdir(exist_ok=True)
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "user root\n"
-            "persistence true\n"
-            f"persistence_location {self.directory / 'data'}/\n"
-            f"log_dest file {self.directory / 'mosquitto.log'}\n"
-            f"{self.extra_conf}\n",
-            encoding="utf-8",
-        )
-        self.process = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not wait_until(self._accepts, 5.0):
-            self.stop()
-            log = self.directory / "mosquitto.log"
-            text = log.read_text() if log.exists() else ""
-            raise RuntimeError(f"private mosquitto did not start: {text}")
-
-    def _accepts(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        """SIGTERM: mosquitto saves its sessions (so test subscribers keep theirs) and exits."""
-        terminate(self.process)
-        self.process = None
-
-
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[Callable[..., PrivateBroker]]:
     started: list[PrivateBroker] = []
 
     def make(extra_conf: str = "", name: str = "broker") -> PrivateBroker:
         directory = tmp_path / name
-        directory.mkdir()
-        broker = PrivateBroker(directory, extra_conf)
+        directory.mkdir()  # one broker per name
+        # persistence: sessions saved when it stops on SIGTERM, back when it restarts
+        broker = PrivateBroker(directory, extra_config=extra_conf)
         broker.start()
         started.append(broker)
         return broker
@@ -446,59 +375,9 @@ def proxy(broker: Any) -> Iterator[CuttableProxy]:
 # ------------------------------------------------------------------ a private Redis
 
 
-@dataclass
-class PrivateRedis:
-    """A redis-server of a test's own (AOF on, like the deployment), to stop and restart."""
-
-    directory: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "/usr/bin/redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not wait_until(self._answers, 5.0):
-            self.stop()
-            raise RuntimeError("private redis did not start")
-
-    def _answers(self) -> bool:
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        terminate(self.process)
-        self.process = None
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = PrivateRedis(directory)
+    server = PrivateRedis(tmp_path / "redis", appendfsync="everysec")  # AOF, like the deployment
     server.start()
     yield server
     server.stop()
