@@ -369,6 +369,12 @@ def test_frames_buffered_while_redis_is_away(
             assert (
                 _sample(registry, "gateway_ingest_dropped_frames_total", reason="buffer_full") == 0
             )
+            # Every frame's wait for Redis is on record, those of the outage with its length.
+            handoff = "gateway_ingest_handoff_seconds"
+            total = len(before) + len(during) + len(after)
+            assert _eventually(lambda: _sample(registry, f"{handoff}_count") == total)
+            waited = total - _sample(registry, f"{handoff}_bucket", le="0.25")
+            assert waited >= len(during)
     finally:
         client.close()
 
@@ -595,6 +601,36 @@ def test_sink_writes_the_latest_counter_state_with_the_frames(
     }
     expected = CounterState(5, after_reboot=True, seen_at=6.5)
     assert load_counter_state(redis_client, keys.ingest_state) == expected
+
+
+def test_sink_records_each_frames_wait_for_redis(
+    redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    registry = CollectorRegistry()
+    sink = FrameSink(
+        redis_client,
+        StreamKeys(stream_prefix).frames,
+        IngestMetrics(registry),
+        buffer_frames=100,
+        batch_frames=100,
+        backoff_max_s=0.1,
+        clock=lambda: 100.0,  # when Redis accepts the batch
+    )
+    # received 0.4 ms before, 10 s before (a Redis outage), and "after" (the clock stepped back)
+    for received_at in (99.9996, 90.0, 100.5):
+        sink.put(FrameEntry(alp=b"\x01", received_at=received_at, counter=0))
+    sink.start()
+    assert sink.stop(5.0) == 0
+
+    def bucket(le: str) -> float:
+        return registry.get_sample_value("gateway_ingest_handoff_seconds_bucket", {"le": le}) or 0
+
+    assert registry.get_sample_value("gateway_ingest_handoff_seconds_count") == 3
+    assert registry.get_sample_value("gateway_ingest_handoff_seconds_sum") == pytest.approx(10.0004)
+    assert bucket("0.00025") == 1  # the step back counts as no wait
+    assert bucket("0.0005") == 2
+    assert bucket("1.0") == 2
+    assert bucket("10.0") == 3
 
 
 def test_an_unreadable_counter_state_is_ignored(

@@ -19,6 +19,7 @@ one stopped or was killed) as a counter gap, together with those sent while no i
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from time import monotonic
@@ -34,6 +35,8 @@ from gateway_common.streams import ENTRY_FIELD
 from gateway_ingest.counters import CounterState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gateway_ingest.metrics import IngestMetrics
 
 __all__ = ["FrameSink", "load_counter_state"]
@@ -82,6 +85,8 @@ class _Queued:
     data: bytes
     state: CounterState | None
     """The counter state after this frame and any non-ALP frames that followed it."""
+    received_at: float
+    """The frame's receive time (epoch seconds), for the hand-off histogram."""
 
 
 class FrameSink:
@@ -96,8 +101,11 @@ class FrameSink:
         backoff_max_s: float,
         health: Health | None = None,
         state_key: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._health = health if health is not None else Health("ingest")
+        self._clock = clock
+        """The receive times' clock (the wall clock), for the hand-off histogram."""
         self._client = client
         self._stream = stream
         self._state_key = state_key
@@ -136,7 +144,7 @@ class FrameSink:
         if self._state_key is None:
             state = None
         with self._cond:
-            self._queue.append(_Queued(data, state))
+            self._queue.append(_Queued(data, state, entry.received_at))
             if state is not None:
                 self._loose_state = None  # superseded
             self._enforce_capacity()
@@ -208,6 +216,12 @@ class FrameSink:
                 self._in_flight = len(batch)
             state = next((q.state for q in reversed(batch) if q.state is not None), loose)
             if self._write([q.data for q in batch], state):
+                accepted_at = self._clock()
+                for queued in batch:
+                    # A wall-clock step back would make it negative: counted as no wait.
+                    self._metrics.handoff_seconds.observe(
+                        max(0.0, accepted_at - queued.received_at)
+                    )
                 self._written(len(batch))
             else:
                 self._requeue(batch, loose)

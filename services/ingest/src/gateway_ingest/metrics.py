@@ -5,9 +5,15 @@ A registry per instance lets tests run several ingest loops in one process.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["IngestMetrics"]
+__all__ = ["HANDOFF_BUCKETS_S", "IngestMetrics"]
+
+#: Fine around the 1 ms a frame should take to reach Redis, coarse up to a long Redis outage.
+HANDOFF_BUCKETS_S = (
+    0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0, 10.0, 60.0,
+    600.0,
+)  # fmt: skip
 
 
 class IngestMetrics:
@@ -21,6 +27,13 @@ class IngestMetrics:
         self.frames_written = Counter(
             "gateway_ingest_frames_written_total",
             "Frames accepted by Redis (XADD succeeded)",
+            registry=registry,
+        )
+        self.handoff_seconds = Histogram(
+            "gateway_ingest_handoff_seconds",
+            "Per frame, from its receive time (its last byte) to Redis accepting it (the reply "
+            "to the batch's XADDs): how long frames wait before the decoders can have them",
+            buckets=HANDOFF_BUCKETS_S,
             registry=registry,
         )
         self.serial_errors = Counter(
