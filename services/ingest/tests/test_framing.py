@@ -49,6 +49,13 @@ def _reference(data: bytes, idle_at_end: bool = False) -> tuple[list[FramingEven
     events: list[FramingEvent] = []
     found: list[_Found] = []
     pos = skipped = 0
+    held: FramingError | None = None  # a crc/truncated error, until its hunt for sync ends
+
+    def end_hunt() -> FramingError:
+        if held is None:
+            return FramingError("sync", skipped)
+        return FramingError(held.kind, held.skipped + skipped, held.counter, held.length)
+
     while pos < len(data):
         if data[pos : pos + 2] != SYNC:
             if data[pos:] == SYNC[:1]:
@@ -56,20 +63,18 @@ def _reference(data: bytes, idle_at_end: bool = False) -> tuple[list[FramingEven
             skipped += 1
             pos += 1
             continue
-        if skipped:
-            events.append(FramingError("sync", skipped))
-            skipped = 0
+        if skipped or held is not None:
+            events.append(end_hunt())
+            skipped, held = 0, None
         if len(data) - pos < HEADER_SIZE or len(data) - pos < HEADER_SIZE + data[pos + 4]:
             if not idle_at_end:
                 break
             header = data[pos : pos + HEADER_SIZE]
-            events.append(
-                FramingError(
-                    "truncated",
-                    1,
-                    counter=header[2] if len(header) > 2 else None,
-                    length=header[4] if len(header) > 4 else None,
-                )
+            held = FramingError(
+                "truncated",
+                1,
+                counter=header[2] if len(header) > 2 else None,
+                length=header[4] if len(header) > 4 else None,
             )
             pos += 1
             continue
@@ -81,8 +86,10 @@ def _reference(data: bytes, idle_at_end: bool = False) -> tuple[list[FramingEven
             found.append(_Found(pos, frame))
             pos += HEADER_SIZE + length
         else:
-            events.append(FramingError("crc", 1, counter=data[pos + 2], length=length))
+            held = FramingError("crc", 1, counter=data[pos + 2], length=length)
             pos += 1
+    if idle_at_end and held is not None:
+        events.append(end_hunt())  # the line went idle: the hunt ends unfinished
     return events, found
 
 
@@ -114,6 +121,42 @@ def test_bad_crc_then_good_yields_one_frame_and_one_crc_error(
         assert frames[0].message_type == MessageType.ALP_DATA
         assert len(_errors(events, "crc")) == 1
         assert framer.pending_bytes == 0
+
+
+def test_every_vector_reports_exactly_its_expected_errors(
+    vectors: list[dict[str, Any]],
+) -> None:
+    for case in vectors:
+        raw = _hex(case["frame_hex"])
+        events, framer = _feed_split(raw, [])
+        events += framer.drop_partial()  # then the line goes idle
+        kinds = [e.kind for e in events if isinstance(e, FramingError)]
+        assert kinds == case["expect"].get("errors", []), case["name"]
+
+
+def test_the_bytes_an_error_discards_are_counted_in_it() -> None:
+    good = encode_frame(9, MessageType.ALP_DATA, b"ok")
+    bad = bytearray(encode_frame(8, MessageType.ALP_DATA, b"0123456789"))
+    bad[-1] ^= 0xFF
+    garbage = b"\x01\x02\xc0\x55"
+    events = Framer().feed(bytes(bad) + garbage + good)
+    assert events == [
+        FramingError("crc", len(bad) + len(garbage), counter=8, length=10),
+        Frame(9, MessageType.ALP_DATA, b"ok"),
+    ]
+    # garbage after a good frame is a sync error of its own
+    assert Framer().feed(good + garbage + good)[1] == FramingError("sync", len(garbage))
+
+
+def test_an_idle_line_ends_an_unfinished_hunt() -> None:
+    bad = bytearray(encode_frame(8, MessageType.ALP_DATA, b"0123456789"))
+    bad[-1] ^= 0xFF
+    framer = Framer()
+    assert framer.feed(bytes(bad) + b"\x01\x02") == []  # no sync yet: the hunt goes on
+    assert framer.has_partial()
+    assert framer.drop_partial() == [FramingError("crc", len(bad) + 2, counter=8, length=10)]
+    assert not framer.has_partial()
+    assert framer.unreported_skipped_bytes == 0
 
 
 def test_all_vectors_back_to_back_one_byte_at_a_time(vectors: list[dict[str, Any]]) -> None:

@@ -8,25 +8,27 @@ Rules:
 
 - The receiver hunts for the sync pair `C0 00`. Bytes discarded while hunting are reported as one
   `sync` event per contiguous run, emitted when the next sync is found.
-- A frame whose CRC fails is reported as a `crc` event; only its sync byte is consumed and the hunt
-  resumes one byte after it, so a valid frame that starts anywhere inside the bad frame's claimed
-  length (or right after it) is still found. The rest of the bad frame is then normally reported
-  by one `sync` event.
+- A frame whose CRC fails is a `crc` error; only its sync byte is consumed and the hunt resumes one
+  byte after it, so a valid frame that starts anywhere inside the bad frame's claimed length (or
+  right after it) is still found. The bytes discarded by that hunt (the rest of the bad frame and
+  any garbage up to the next sync) belong to the same error: they are counted in its `skipped`,
+  not as a `sync` error of their own (shared vector `bad_crc_then_good`: one error, `crc`). The
+  event is emitted when that hunt ends: at the next sync, or by `drop_partial` on an idle line.
 - A corrupted length byte can make the framer wait for up to 255 payload bytes. Good frames that
   arrive meanwhile are kept in the buffer and found as soon as enough bytes have arrived for the
   CRC check to fail. If the line goes quiet first, the owner of the port calls `drop_partial`
-  after an idle timeout: the partial frame is reported as `truncated` and the buffered bytes are
-  rescanned at once.
+  after an idle timeout: the partial frame is given up as `truncated` (which, like `crc`, takes
+  the bytes its hunt discards) and the buffered bytes are rescanned at once.
 - The buffer is bounded: between calls it holds at most one partial frame (< 262 bytes).
 
 Every byte fed ends up in exactly one place: a frame, the `skipped` count of an event, the
-pending partial frame (`pending_bytes`) or the run of discarded bytes not reported yet
+pending partial frame (`pending_bytes`) or the discarded bytes not reported yet
 (`unreported_skipped_bytes`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from gateway_common.serial_protocol import HEADER_SIZE, SYNC, crc16
@@ -55,9 +57,10 @@ class Frame:
 class FramingError:
     """Bytes the framer had to discard, and why.
 
-    `crc`: a frame whose CRC did not match (`skipped` is 1: its sync byte; the rest is rescanned).
-    `sync`: a run of bytes that did not start with `C0 00`.
-    `truncated`: a partial frame given up by `drop_partial` (`skipped` is 1, the rest rescanned).
+    `crc`: a frame whose CRC did not match; `skipped` is its sync byte plus the bytes discarded
+    while hunting for the next sync after it (the rest of the frame is rescanned first).
+    `sync`: a run of bytes that did not start with `C0 00`, after a good frame or at the start.
+    `truncated`: a partial frame given up by `drop_partial`; `skipped` as for `crc`.
     """
 
     kind: ErrorKind
@@ -78,6 +81,8 @@ class Framer:
         self._buf = bytearray()
         self._skipped = 0
         """Bytes discarded since the last sync, not yet reported."""
+        self._held: FramingError | None = None
+        """A `crc` or `truncated` error whose hunt for the next sync is still going on."""
 
     @property
     def pending_bytes(self) -> int:
@@ -87,11 +92,12 @@ class Framer:
     @property
     def unreported_skipped_bytes(self) -> int:
         """Bytes discarded while hunting for sync, reported once the next sync is found."""
-        return self._skipped
+        return self._skipped + (self._held.skipped if self._held is not None else 0)
 
     def has_partial(self) -> bool:
-        """True when a started frame (sync seen) waits for more bytes."""
-        return len(self._buf) >= len(SYNC)
+        """True when a started frame (sync seen) waits for more bytes, or an error's hunt for
+        the next sync is unfinished: `drop_partial` gives either up once the line is idle."""
+        return len(self._buf) >= len(SYNC) or self._held is not None
 
     def feed(self, data: bytes) -> list[FramingEvent]:
         """Add bytes as they were read; return the frames and errors they completed, in order."""
@@ -99,24 +105,35 @@ class Framer:
         return self._parse(0)
 
     def drop_partial(self) -> list[FramingEvent]:
-        """Give up the partial frame (the line went idle) and rescan the bytes behind its sync."""
-        if not self.has_partial():
-            return []
+        """The line went idle: report an error whose hunt is unfinished, give up the partial
+        frame and rescan the bytes behind its sync."""
+        out = [self._end_hunt()] if self._held is not None else []
         buf = self._buf
-        event = FramingError(
+        if len(buf) < len(SYNC):
+            return out
+        self._held = FramingError(
             "truncated",
             1,
             counter=buf[2] if len(buf) > 2 else None,
             length=buf[4] if len(buf) > 4 else None,
         )
-        return [event, *self._parse(1)]
+        return [*out, *self._parse(1)]
 
     def reset(self) -> int:
         """Forget everything (the port was reopened); return the number of bytes dropped."""
-        dropped = len(self._buf) + self._skipped
+        dropped = len(self._buf) + self.unreported_skipped_bytes
         self._buf.clear()
         self._skipped = 0
+        self._held = None
         return dropped
+
+    def _end_hunt(self) -> FramingError:
+        """The event for the bytes discarded since the last sync (caller: there are some)."""
+        held, self._held = self._held, None
+        skipped, self._skipped = self._skipped, 0
+        if held is not None:
+            return replace(held, skipped=held.skipped + skipped)
+        return FramingError("sync", skipped)
 
     def _parse(self, pos: int) -> list[FramingEvent]:
         buf = self._buf
@@ -133,9 +150,8 @@ class Framer:
             if idx > pos:
                 self._skipped += idx - pos
                 pos = idx
-            if self._skipped:
-                out.append(FramingError("sync", self._skipped))
-                self._skipped = 0
+            if self._skipped or self._held is not None:
+                out.append(self._end_hunt())
             if end - pos < HEADER_SIZE:
                 break
             length = buf[pos + 4]
@@ -155,7 +171,7 @@ class Framer:
                 )
                 pos = frame_end
             else:
-                out.append(FramingError("crc", 1, counter=buf[pos + 2], length=length))
+                self._held = FramingError("crc", 1, counter=buf[pos + 2], length=length)
                 pos += 1
         del buf[:pos]
         return out
