@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_common.settings import CommonSettings, load_settings
+from gateway_common.settings import CommonSettings, HealthSettings, load_settings
 
 
 def test_defaults(monkeypatch) -> None:
@@ -25,6 +25,7 @@ def test_empty_value_means_default(monkeypatch) -> None:
         ("GATEWAY_METRICS_PORT", "seventy"),
         ("GATEWAY_METRICS_PORT", "70000"),
         ("GATEWAY_REDIS_URL", "http://localhost"),
+        ("GATEWAY_REDIS_URL", "redis://127.0.0.1:abc/0"),
         ("GATEWAY_STREAM_PREFIX", "has space"),
         ("GATEWAY_LOG_LEVEL", "loud"),
     ],
@@ -40,3 +41,9 @@ def test_bad_value_stops_with_one_message_naming_the_variable(
     assert err.count("\n") == 1
     assert err.startswith("configuration error: ")
     assert variable in err
+
+
+def test_the_healthcheck_settings_do_not_load_redis(monkeypatch) -> None:
+    """gateway-healthcheck runs every few seconds on a Pi: it reads the health file only."""
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://127.0.0.1:abc/0")  # not its business
+    assert load_settings(HealthSettings).health_max_age_s == 30.0

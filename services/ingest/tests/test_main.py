@@ -12,15 +12,24 @@ import pytest
 SCRIPT = Path(sys.executable).parent / "gateway-ingest"
 
 
-@pytest.mark.parametrize("value", ["fast", "0"])
-def test_bad_baudrate_exits_2_naming_the_variable(value: str) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GATEWAY_SERIAL_BAUDRATE", "fast"),
+        ("GATEWAY_SERIAL_BAUDRATE", "0"),
+        ("GATEWAY_SERIAL_PORT", "foo://modem"),  # a protocol pyserial does not know
+        ("GATEWAY_SERIAL_PORT", "socket://sim"),  # no port: pyserial's parser would crash later
+        ("GATEWAY_SERIAL_PORT", "socket://sim:abc"),
+    ],
+)
+def test_a_bad_value_exits_2_naming_the_variable(variable: str, value: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env["GATEWAY_SERIAL_BAUDRATE"] = value
+    env[variable] = value
     proc = subprocess.run(
         [str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30, check=False
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert "GATEWAY_SERIAL_BAUDRATE" in lines[0]
+    assert variable in lines[0]
     assert proc.stdout == ""

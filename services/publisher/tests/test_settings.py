@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,23 @@ REQUIRED = {
     "GATEWAY_PROJECT_ID": "P1",
     "GATEWAY_EDGE_NODE_ID": "edge1",
 }
+
+
+@pytest.fixture(scope="module")
+def pem_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and its key: a CA file, or a client certificate and key."""
+    directory = tmp_path_factory.mktemp("pem")
+    openssl = shutil.which("openssl") or "/usr/bin/openssl"
+    key_type = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    files = ("-keyout", "key.pem", "-out", "cert.pem", "-days", "2", "-subj", "/CN=t")
+    subprocess.run(
+        [openssl, "req", "-x509", *key_type, *files],
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return directory / "cert.pem", directory / "key.pem"
 
 
 @pytest.fixture(autouse=True)
@@ -102,11 +121,44 @@ def test_password_file_is_read_without_its_newline(monkeypatch, tmp_path: Path) 
 
 
 def test_password_from_the_environment_is_not_shown(monkeypatch) -> None:
-    env = {"GATEWAY_MQTT_PASSWORD": OTHER_VALUE}
+    env = {"GATEWAY_MQTT_PASSWORD": OTHER_VALUE, "GATEWAY_MQTT_USERNAME": "u"}
     set_env(monkeypatch, **env)
     settings = load_settings(PublisherSettings)
     assert settings.password == OTHER_VALUE
     assert OTHER_VALUE not in repr(settings)
+
+
+@pytest.mark.parametrize("variable", ["GATEWAY_MQTT_PASSWORD", "GATEWAY_MQTT_PASSWORD_FILE"])
+def test_a_password_without_a_username_is_refused(
+    monkeypatch, capsys, tmp_path: Path, variable: str
+) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text(SAMPLE_VALUE)
+    value = str(secret) if variable.endswith("_FILE") else SAMPLE_VALUE
+    set_env(monkeypatch, **{variable: value})
+    err = config_error(capsys)
+    assert "GATEWAY_MQTT_USERNAME" in err
+    assert SAMPLE_VALUE not in err
+
+
+def test_a_file_that_is_not_a_ca_certificate_is_refused(monkeypatch, capsys, tmp_path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    set_env(monkeypatch, GATEWAY_MQTT_CA_FILE=str(not_pem))
+    err = config_error(capsys)
+    assert "GATEWAY_MQTT_CA_FILE" in err
+    assert "not a PEM CA certificate" in err
+
+
+def test_a_client_certificate_and_key_that_do_not_load_are_refused(
+    monkeypatch, capsys, pem_pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cert, _key = pem_pair
+    wrong_key = tmp_path / "other.pem"
+    wrong_key.write_text("not a key\n")
+    set_env(monkeypatch, GATEWAY_MQTT_CERT_FILE=str(cert), GATEWAY_MQTT_KEY_FILE=str(wrong_key))
+    err = config_error(capsys)
+    assert "GATEWAY_MQTT_CERT_FILE / GATEWAY_MQTT_KEY_FILE" in err
 
 
 def test_key_without_certificate_is_refused(monkeypatch, capsys, tmp_path: Path) -> None:
@@ -116,18 +168,22 @@ def test_key_without_certificate_is_refused(monkeypatch, capsys, tmp_path: Path)
     assert "GATEWAY_MQTT_KEY_FILE" in config_error(capsys)
 
 
-def test_existing_files_and_explicit_values_are_kept(monkeypatch, tmp_path: Path) -> None:
-    ca = tmp_path / "ca.pem"
-    ca.write_text("x")
+def test_existing_files_and_explicit_values_are_kept(
+    monkeypatch, pem_pair: tuple[Path, Path]
+) -> None:
+    ca, key = pem_pair
     set_env(
         monkeypatch,
         GATEWAY_MQTT_CA_FILE=str(ca),
+        GATEWAY_MQTT_CERT_FILE=str(ca),
+        GATEWAY_MQTT_KEY_FILE=str(key),
         GATEWAY_MQTT_CLIENT_ID="cid",
         GATEWAY_CONSUMER_NAME="pub-1",
         GATEWAY_MQTT_TLS="false",
     )
     settings = load_settings(PublisherSettings)
     assert settings.mqtt_ca_file == ca
+    assert settings.mqtt_key_file == key
     assert settings.client_id == "cid"
     assert settings.consumer_name == "pub-1"
     assert settings.mqtt_tls is False

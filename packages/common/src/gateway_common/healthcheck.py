@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 
 from gateway_common.health import read_health_file
-from gateway_common.settings import CommonSettings, load_settings
+from gateway_common.settings import HealthSettings, load_settings
 
 __all__ = ["main"]
 
 
 def main() -> None:
-    settings = load_settings(CommonSettings)
+    settings = load_settings(HealthSettings)
     if settings.health_file is None:
         sys.stderr.write("gateway-healthcheck: GATEWAY_HEALTH_FILE is not set\n")
         raise SystemExit(1)

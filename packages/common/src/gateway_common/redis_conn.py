@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from redis.exceptions import BusyLoadingError, ResponseError
 
-__all__ = ["REDIS_UNAVAILABLE", "connect", "ensure_group"]
+__all__ = ["REDIS_UNAVAILABLE", "check_url", "connect", "ensure_group"]
 
 #: Errors after which a service waits and retries instead of failing a message.
 REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
@@ -16,6 +16,11 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
 
 #: A blocking read (XREADGROUP BLOCK) must never block longer than this socket timeout.
 SOCKET_TIMEOUT_S = 10.0
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError, saying why, if redis-py cannot use `url` (a bad port, say)."""
+    redis.ConnectionPool.from_url(url).disconnect()  # parses only: a pool connects lazily
 
 
 def connect(

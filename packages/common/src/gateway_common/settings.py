@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 from typing import Literal, NoReturn, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "ENV_PREFIX",
     "CommonSettings",
+    "HealthSettings",
     "SettingsError",
     "default_consumer_name",
     "load_settings",
@@ -30,7 +31,9 @@ class SettingsError(ValueError):
     """A setting that is invalid; the message names the environment variable."""
 
 
-class CommonSettings(BaseSettings):
+class HealthSettings(BaseSettings):
+    """What `gateway-healthcheck` needs: the health file, nothing that imports a client library."""
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_ignore_empty=True,
@@ -38,6 +41,13 @@ class CommonSettings(BaseSettings):
         frozen=True,
     )
 
+    health_file: Path | None = Path("/tmp/gateway-health.json")  # noqa: S108  (a tmpfs in the container)
+    """Where the service writes its heartbeat for `gateway-healthcheck`."""
+    health_max_age_s: float = Field(30.0, gt=0)
+    """A heartbeat older than this means the service is not making progress."""
+
+
+class CommonSettings(HealthSettings):
     redis_url: str = Field(
         "redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://", description="Redis URL"
     )
@@ -45,17 +55,22 @@ class CommonSettings(BaseSettings):
     metrics_port: int | None = Field(None, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    health_file: Path | None = Path("/tmp/gateway-health.json")  # noqa: S108  (a tmpfs in the container)
-    """Where the service writes its heartbeat for `gateway-healthcheck`."""
-    health_max_age_s: float = Field(30.0, gt=0)
-    """A heartbeat older than this means the service is not making progress."""
     watchdog_s: float = Field(120.0, gt=0)
     """A loop silent for this long is wedged: the process exits (the restart policy restarts it)."""
     unhealthy_exit_s: float = Field(300.0, gt=0)
     """After a problem (port, Redis, broker) lasted this long, the service stops and exits 75."""
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_usable(cls, url: str) -> str:
+        # Imported here: gateway-healthcheck imports this module and must not load redis-py.
+        from gateway_common.redis_conn import check_url  # noqa: PLC0415
 
-S = TypeVar("S", bound=CommonSettings)
+        check_url(url)
+        return url
+
+
+S = TypeVar("S", bound=HealthSettings)
 
 
 def default_consumer_name() -> str:

@@ -107,7 +107,7 @@ class Framer:
     def drop_partial(self) -> list[FramingEvent]:
         """The line went idle: report an error whose hunt is unfinished, give up the partial
         frame and rescan the bytes behind its sync."""
-        out = [self._end_hunt()] if self._held is not None else []
+        out: list[FramingEvent] = [self._end_hunt()] if self._held is not None else []
         buf = self._buf
         if len(buf) < len(SYNC):
             return out

@@ -15,7 +15,7 @@ import serial
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["PortLostError", "SerialLink"]
+__all__ = ["PortLostError", "SerialLink", "check_url"]
 
 _MAX_READ_BYTES = 4096
 
@@ -34,6 +34,33 @@ def _keep_input_at_open(port: serial.Serial) -> None:
     """
     port.reset_input_buffer = _no_flush  # type: ignore[method-assign]
     port._reset_input_buffer = _no_flush  # type: ignore[attr-defined]  # noqa: SLF001
+
+
+#: What pyserial raises on a URL it cannot parse: ValueError for an unknown protocol,
+#: SerialException, and TypeError / KeyError from its URL handlers' parsers
+#: (`socket://host` without a port, `socket://host:abc`).
+_BAD_URL_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    serial.SerialException,
+)
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError, saying why, if pyserial cannot open `url` whatever the device does.
+
+    A device path is not checked (the modem may be plugged in later); a URL must name a protocol
+    pyserial knows, in a form its handler parses.
+    """
+    try:
+        port = serial.serial_for_url(url, do_not_open=True)
+        parse = getattr(port, "from_url", None)
+        if "://" in url and parse is not None:
+            parse(url)
+    except _BAD_URL_ERRORS as exc:
+        detail = str(exc) if isinstance(exc, ValueError | serial.SerialException) else "malformed"
+        raise ValueError(f"not a serial port pyserial can open: {detail}") from exc
 
 
 class PortLostError(Exception):

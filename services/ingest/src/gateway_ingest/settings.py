@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gateway_common.settings import CommonSettings
 
@@ -27,3 +27,11 @@ class IngestSettings(CommonSettings):
     """Cap of the delay between attempts to write to an unreachable Redis."""
     flush_timeout_s: float = Field(5.0, ge=0)
     """On stop, how long to keep trying to write the frames already read."""
+
+    @field_validator("serial_port")
+    @classmethod
+    def _serial_port_usable(cls, url: str) -> str:
+        from gateway_ingest.serial_link import check_url  # noqa: PLC0415  # pyserial's module
+
+        check_url(url)
+        return url

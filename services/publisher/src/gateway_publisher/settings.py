@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, FilePath, PrivateAttr, SecretStr, model_validator
+import ssl
+from typing import TYPE_CHECKING
+
+from pydantic import Field, FilePath, PrivateAttr, SecretStr, field_validator, model_validator
 
 from gateway_common.settings import CommonSettings, default_consumer_name, read_secret_file
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["PublisherSettings"]
 
@@ -53,6 +59,16 @@ class PublisherSettings(CommonSettings):
 
     _password: str | None = PrivateAttr(default=None)
 
+    @field_validator("mqtt_ca_file")
+    @classmethod
+    def _ca_file_usable(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                ssl.create_default_context(cafile=str(path))
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"not a PEM CA certificate file: {exc}") from exc
+        return path
+
     @model_validator(mode="after")
     def _check_combinations(self) -> PublisherSettings:
         if self.mqtt_password is not None and self.mqtt_password_file is not None:
@@ -61,6 +77,22 @@ class PublisherSettings(CommonSettings):
             )
         if self.mqtt_key_file is not None and self.mqtt_cert_file is None:
             raise ValueError("GATEWAY_MQTT_KEY_FILE is set without GATEWAY_MQTT_CERT_FILE")
+        if self.mqtt_cert_file is not None:
+            try:
+                ssl.create_default_context().load_cert_chain(
+                    str(self.mqtt_cert_file),
+                    str(self.mqtt_key_file) if self.mqtt_key_file else None,
+                )
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(
+                    "GATEWAY_MQTT_CERT_FILE / GATEWAY_MQTT_KEY_FILE: not a PEM client certificate "
+                    f"and its private key: {exc}"
+                ) from exc
+        if self.mqtt_username is None and (self.mqtt_password or self.mqtt_password_file):
+            # MQTT sends no password without a user name: it would be ignored, and the broker
+            # would refuse the connection over and over.
+            given = "_FILE" if self.mqtt_password_file else ""
+            raise ValueError(f"GATEWAY_MQTT_PASSWORD{given} is set without GATEWAY_MQTT_USERNAME")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("GATEWAY_RECONNECT_MAX_S is below GATEWAY_RECONNECT_MIN_S")
         if self.mqtt_password_file is not None:
