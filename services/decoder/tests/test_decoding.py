@@ -161,6 +161,15 @@ def test_malformed_alp():
     assert (outcome.raw, outcome.received_at) == (alp, 3.5)
 
 
+def test_a_rejected_frame_keeps_its_modem_counter():
+    """So that `gatewayctl dead requeue` can put the whole frame entry back."""
+    alp = _status_frame(UID, sim.AddressType.UID)[:-1]
+    outcome = decode_entry("1-0", _entry(alp))
+    assert isinstance(outcome, Rejection)
+    assert outcome.detail["counter"] == 7
+    assert outcome.reason == "malformed ALP: truncated interface status"
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [

@@ -50,7 +50,11 @@ def decode_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> Outcome:
         return Rejection(
             "undecodable entry: " + message.split(":", 1)[0], data, None, {"error": message}
         )
-    return decode_alp(entry_id, frame.alp, frame.received_at)
+    outcome = decode_alp(entry_id, frame.alp, frame.received_at)
+    if isinstance(outcome, Rejection):
+        # The modem's frame counter, so that `gatewayctl dead requeue` rebuilds the whole entry.
+        return outcome._replace(detail={**outcome.detail, "counter": frame.counter})
+    return outcome
 
 
 def decode_alp(entry_id: str, alp: bytes, received_at: float) -> Outcome:
