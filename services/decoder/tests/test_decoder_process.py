@@ -109,3 +109,38 @@ def test_console_script_decodes_and_stops_on_sigterm(redis_url, streams):
             process.wait(10)
     assert process.returncode == 0, stderr
     assert '"event": "decoder_stopped"' in stderr
+
+
+@pytest.mark.integration
+def test_a_decoder_started_on_a_full_redis_trims_the_archive_that_fills_it(
+    private_redis, start_decoder
+):
+    """Over its maxmemory, Redis refuses XGROUP CREATE even for a group that exists: a decoder
+    (re)started then must still get going, and trim the decoded frames that fill Redis."""
+    private_redis.start()
+    client = private_redis.client()
+    url = private_redis.url
+    first = start_decoder(redis_url=url, stream_prefix="gw")
+    _frames(client, 200)
+    wait_until(lambda: client.xlen("gw:records") == 200)
+    first.halt()
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", client.info("memory")["used_memory"] - 64 * 1024)
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        client.xgroup_create("gw:frames", "decoder", id="0")  # the group exists: still refused
+
+    second = start_decoder(
+        redis_url=url,
+        stream_prefix="gw",
+        consumer="replica-b",
+        frames_retention_s=0.5,
+        trim_interval_s=0.1,
+    )
+    wait_until(lambda: client.xlen("gw:frames") == 0)
+    assert second.metric("gateway_stream_trimmed_entries_total", stream="gw:frames") == 200
+
+    client.config_set("maxmemory", 0)  # room again: the same decoder goes on decoding
+    _frames(client, 1)
+    wait_until(lambda: client.xlen("gw:records") == 201)
+    assert second.thread.is_alive()
+    second.halt()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis.exceptions import BusyLoadingError, ResponseError
 
@@ -38,9 +40,26 @@ def connect(
 
 
 def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
-    """Create the consumer group (and the stream) if it does not exist yet; reading starts at 0."""
+    """Create the consumer group (and the stream) if it does not exist yet; reading starts at 0.
+
+    Looks first (XINFO GROUPS, a read): XGROUP CREATE is refused while Redis is over its
+    maxmemory, even for a group that exists, and a service must get going then too (the decoder
+    is what trims the frames and frees the memory).
+    """
+    try:
+        groups: Any = client.xinfo_groups(stream)
+    except ResponseError as exc:
+        if "no such key" not in str(exc).lower():
+            raise
+        groups = []
+    if any(_text(info["name"]) == group for info in groups):
+        return
     try:
         client.xgroup_create(stream, group, id="0", mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

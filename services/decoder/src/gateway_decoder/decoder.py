@@ -81,6 +81,9 @@ class Decoder:
         log.info("decoder_started", consumer=self._handoff.consumer, stream=self._keys.frames)
         while not stop.is_set():
             self._health.beat()
+            if self._retention is not None:
+                # First, whatever else fails: trimming is what frees a full Redis.
+                self._retention.run_due()  # never raises
             try:
                 if setup_needed:
                     self._handoff.ensure_group()
@@ -98,8 +101,6 @@ class Decoder:
                 if time.monotonic() >= next_claim:
                     self.claim_idle(stop)
                     next_claim = time.monotonic() + self._claim_interval_s
-                if self._retention is not None:
-                    self._retention.run_due()  # never raises
                 self.handle(self._handoff.read_new())
                 backoff.reset()
                 self._health.clear("redis")

@@ -130,10 +130,8 @@ class RecordSource:
         return self._keys
 
     def ensure_group(self) -> None:
-        """Create the group unless it exists: XGROUP CREATE is refused while Redis is full,
-        even for a group that exists, and the records must still be published then."""
-        if not any(_text(group["name"]) == PUBLISHER_GROUP for group in self._groups()):
-            ensure_group(self._client, self._keys.records, PUBLISHER_GROUP)
+        """Create the group unless it exists (also while Redis is full: see `ensure_group`)."""
+        ensure_group(self._client, self._keys.records, PUBLISHER_GROUP)
 
     def take_over(self) -> list[TakenOver]:
         """Make the entries pending on other consumers of the group this consumer's own, and
