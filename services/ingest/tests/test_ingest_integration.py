@@ -508,6 +508,28 @@ def test_frames_sent_while_ingest_is_down_are_counted_at_restart(
     assert abs(float(state[b"seen_at"]) - time.time()) < 10
 
 
+def test_a_clock_behind_the_last_saved_frame_is_reported_until_it_catches_up(
+    modem: ModemServer, redis_url: str, redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    ahead_s = 2.5  # the previous ingest saw its last frame "later" than now: the clock went back
+    redis_client.hset(
+        StreamKeys(stream_prefix).ingest_state,
+        mapping={"counter": 1, "after_reboot": 0, "seen_at": repr(time.time() + ahead_s)},
+    )
+    stream = StreamKeys(stream_prefix).frames
+    with running(_settings(modem.url, redis_url, stream_prefix)) as (registry, _):
+        modem.accept()
+        modem.send(_wire(_alp_frames(2, 1)))
+        _wait_entries(redis_client, stream, 1)
+        behind = _sample(registry, "gateway_ingest_clock_behind_seconds")
+        assert 1.0 < behind <= ahead_s
+        time.sleep(ahead_s)  # the clock passes the saved frame's time
+        modem.send(_wire(_alp_frames(3, 1)))
+        _wait_entries(redis_client, stream, 2)
+        assert _eventually(lambda: _sample(registry, "gateway_ingest_clock_behind_seconds") == 0)
+        assert _sample(registry, "gateway_serial_errors_total", kind="counter_gap") == 0
+
+
 def test_no_gap_across_a_restart_without_losses(
     modem: ModemServer, redis_url: str, redis_client: redis.Redis, stream_prefix: str
 ) -> None:

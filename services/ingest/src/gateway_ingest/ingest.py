@@ -80,6 +80,9 @@ class Ingest:
         self._counters = CounterTracker(seed)
         self._resumed_from = seed
         """The state persisted by the previous ingest, until the first frame is checked."""
+        self._clock_floor: float | None = None
+        """While the clock reads earlier than the last frame the previous ingest saw: that
+        frame's time. Frames are dated wrong until the clock passes it (NTP after a boot)."""
         self._seed_loader = seed_loader
         """Reads that state from Redis once the port is open (the kernel buffers the line
         meanwhile; a slow or unreachable Redis must never keep the port closed)."""
@@ -191,6 +194,11 @@ class Ingest:
         if self._resumed_from is not None:
             self._log_resumed(self._resumed_from, frame, gap, received_at)
             self._resumed_from = None
+        if self._clock_floor is not None and received_at >= self._clock_floor:
+            self._clock_floor = None
+            self._metrics.clock_behind_seconds.set(0)
+            self._health.clear("clock")
+            log.info("clock_caught_up")
         state = self._counters.state(received_at)
         kind = frame.message_type
         log.debug(
@@ -236,18 +244,39 @@ class Ingest:
         self, previous: CounterState, frame: Frame, gap: Gap | None, received_at: float
     ) -> None:
         """The first frame after a start, checked against the counter the last ingest saw."""
-        silence_s = max(0.0, received_at - previous.seen_at)
+        since_s = received_at - previous.seen_at
+        behind = -since_s > _CLOCK_TOLERANCE_S
         log.info(
             "counter_resumed",
             previous_counter=previous.counter,
             counter=frame.counter,
             rebooted=frame.message_type == MessageType.REBOOTED,
             missed=0 if gap is None else gap.missed,
-            since_previous_frame_s=round(silence_s, 3),
+            since_previous_frame_s=round(since_s, 3),
             # 256 frames could have been sent meanwhile: whole wraps of the counter are invisible
-            missed_is_lower_bound=may_have_wrapped(silence_s, self._baudrate),
+            # (and with the clock behind, the silence is unknown)
+            missed_is_lower_bound=behind or may_have_wrapped(max(0.0, since_s), self._baudrate),
         )
+        if behind:
+            # A Pi without a real-time clock, booted before NTP answered: every receive time,
+            # hence every reading's timestamp, is wrong until the clock is set.
+            self._clock_floor = previous.seen_at
+            self._metrics.clock_behind_seconds.set(-since_s)
+            self._health.problem(
+                "clock",
+                f"the clock is {-since_s:.0f} s behind the last frame saved (not synchronised?)",
+                restart_helps=False,
+            )
+            log.warning(
+                "clock_behind_last_frame",
+                behind_s=round(-since_s, 3),
+                last_frame_at=previous.seen_at,
+                now=received_at,
+            )
 
+
+#: A clock this far behind the last frame the previous ingest saw is wrong, not jittery.
+_CLOCK_TOLERANCE_S = 1.0
 
 #: The port is open while the saved counter is read: wait no longer than the kernel's buffer
 #: (~4 KiB, ~0.35 s at line rate) lasts; without it, gaps after this start are not counted.

@@ -55,6 +55,12 @@ class IngestMetrics:
         self.serial_connected = Gauge(
             "gateway_serial_connected", "1 while the serial port is open", registry=registry
         )
+        self.clock_behind_seconds = Gauge(
+            "gateway_ingest_clock_behind_seconds",
+            "How far the clock was behind the last frame saved by the previous ingest, until "
+            "it catches up (0: fine); frames are dated wrong meanwhile",
+            registry=registry,
+        )
         self.buffered_frames = Gauge(
             "gateway_ingest_buffered_frames",
             "Frames read but not yet accepted by Redis",
