@@ -314,7 +314,9 @@ class _ProxiedConnection:
 
 class CuttableProxy:
     """Forwards 127.0.0.1:port to a broker; `freeze` drops everything the broker answers on the
-    current connections (PUBACKs never reach the client), `cut` closes them."""
+    current connections (PUBACKs never reach the client), `cut` closes them, and `cut_on`
+    closes any connection that sends the given bytes (a broker refusing a publish by closing
+    the connection, as MQTT v5 allows)."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self._target = target
@@ -322,6 +324,8 @@ class CuttableProxy:
         self.port: int = self._listener.getsockname()[1]
         self._connections: list[_ProxiedConnection] = []
         self._lock = threading.Lock()
+        self._cut_on: bytes | None = None
+        self.cuts_on_marker = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -344,6 +348,9 @@ class CuttableProxy:
             while data := src.recv(65536):
                 if answers and conn.frozen:
                     continue
+                if not answers and self._cut_on is not None and self._cut_on in data:
+                    self.cuts_on_marker += 1
+                    break
                 dst.sendall(data)
         except OSError:
             pass
@@ -353,6 +360,9 @@ class CuttableProxy:
         with self._lock:
             for conn in self._connections:
                 conn.frozen = True
+
+    def cut_on(self, marker: bytes) -> None:
+        self._cut_on = marker
 
     def cut(self) -> None:
         with self._lock:

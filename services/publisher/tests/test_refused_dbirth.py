@@ -1,4 +1,6 @@
-"""A DDATA sent behind a DBIRTH the broker refused is never counted as delivered."""
+"""Records the broker will not take: DDATA behind a refused DBIRTH, PUBLISH packets above the
+broker's maximum packet size, a publish the broker answers by closing the connection. None is
+ever counted as delivered, and none holds back the records behind it for long."""
 
 from __future__ import annotations
 
@@ -42,3 +44,56 @@ def test_ddata_behind_a_refused_dbirth_is_not_delivered_and_ends_in_the_dead_let
     got = live.quiet(0.5)
     assert [m.topic.split("/")[2] for m in got] == ["DDATA"] * 9
     assert [m.payload for m in got] == [ddata_payload(r) for r in records] * 3
+
+
+def test_a_record_too_large_for_the_broker_goes_to_the_dead_letters_at_once(
+    private_broker, topic_root, subscriber, start_publisher, records_stream
+) -> None:
+    """A broker closes the connection on a PUBLISH above the Maximum Packet Size it announced:
+    sending it anyway would cut the link again after every reconnection, holding everything
+    behind it back forever."""
+    mosq = private_broker("max_packet_size 1100")
+    live = subscriber("127.0.0.1", mosq.port, f"{topic_root}/#")
+    records = [button("Q1", T0), energy("Q2", T0 + 1), button("Q1", T0 + 2, 0)]
+    ids = [records_stream.add(record) for record in records]
+
+    pub = start_publisher("127.0.0.1", mosq.port, max_attempts=3)
+
+    assert wait_for(lambda: len(records_stream.dead()) == 1)
+    letter = decode_dead_letter(records_stream.dead()[0])
+    assert letter.source_id == ids[1]
+    assert letter.reason.startswith("too large for the broker: ")
+    assert "above the broker's maximum packet size of 1100" in letter.reason
+    assert letter.raw == encode(records[1])
+    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert pub.metric("gateway_records_published_total") == 2
+    assert pub.metric("gateway_dead_letters_total", {"reason": "too_large"}) == 1
+    got = [m for m in live.quiet(0.5) if m.topic.split("/")[2] == "DDATA"]
+    assert [m.payload for m in got] == [ddata_payload(records[0]), ddata_payload(records[2])]
+    assert pub.metric("gateway_mqtt_connected") == 1
+
+
+def test_a_record_the_broker_closes_the_connection_on_ends_in_the_dead_letters(
+    broker, proxy, topic_root, subscriber, start_publisher, records_stream, clear_retained
+) -> None:
+    live = subscriber(broker.host, broker.port, f"{topic_root}/#")
+    proxy.cut_on(b"BAD9")  # in the topic of the device's DBIRTH and DDATA
+    records = [button("R1", T0), button("BAD9", T0 + 1), button("R1", T0 + 2, 0), button("R2", 9)]
+    ids = [records_stream.add(record) for record in records]
+
+    pub = start_publisher("127.0.0.1", proxy.port, max_attempts=3, window_messages=8)
+
+    assert wait_for(lambda: len(records_stream.dead()) == 1, timeout_s=30)
+    letter = decode_dead_letter(records_stream.dead()[0])
+    assert letter.source_id == ids[1]
+    assert letter.reason.startswith("broker closed the connection on it: ")
+    assert letter.attempts == 3
+    assert letter.raw == encode(records[1])
+    assert wait_for(lambda: records_stream.outstanding() == 0)
+    delivered = [m for m in live.quiet(0.5) if m.topic.split("/")[2] == "DDATA" and not m.dup]
+    assert sorted(m.payload for m in delivered) == sorted(
+        ddata_payload(r) for r in (records[0], records[2], records[3])
+    )
+    assert pub.metric("gateway_records_published_total") == 3
+    assert pub.metric("gateway_dead_letters_total", {"reason": "broker_refused"}) == 1
+    assert proxy.cuts_on_marker >= 3

@@ -5,7 +5,14 @@ the DBIRTH it went out behind on that connection, if any. Otherwise it counts on
 the broker refuses its DDATA, or refuses that DBIRTH (the DDATA is then not delivered, whatever
 its own answer; see inflight.py). A record refused `max_attempts` times goes to the dead letters
 with the broker's reason; until then it is put back among the records ready to go, in stream
-order, so each device's readings still go out in order. Reconnections do not count.
+order, so each device's readings still go out in order.
+
+A broker may also refuse a publish by closing the connection (MQTT v5 allows a DISCONNECT
+instead of a PUBACK, and some brokers do so on an ACL denial). A connection lost with one
+record alone in flight, soon after it went out, counts as a refusal of that record
+(`closed_on`); the publisher sends one record at a time after a connection is lost with
+records in flight, so that the one at fault is found (publisher.py, probing). Other
+reconnections do not count.
 """
 
 from __future__ import annotations
@@ -94,6 +101,21 @@ class Answers:
         log.warning("dbirth_refused", device_id=device_id, reason=reason, ddata=len(behind))
         for ready in behind:
             self._refused(ready, reason, queue)
+
+    def closed_on(self, ready: Ready, reason: str, queue: deque[Ready]) -> None:
+        """The broker closed the connection while `ready` was the only record in flight."""
+        self._refused(ready, f"broker closed the connection on it: {reason}", queue)
+
+    def undeliverable(self, ready: Ready, reason: str) -> None:
+        """A record that can never be published (too large for the broker): dead at once."""
+        attempts = self._attempts.pop(ready.entry.entry_id, 0)
+        log.warning(
+            "publish_impossible",
+            entry_id=ready.entry.entry_id,
+            device_id=ready.record.device_id,
+            reason=reason,
+        )
+        self._outbox.dead(ready.entry, reason, "too_large", ready.record, attempts)
 
     def _refused(self, ready: Ready, reason: str, queue: deque[Ready]) -> None:
         """Count a refused attempt: put the record back in `queue`, or dead-letter it."""

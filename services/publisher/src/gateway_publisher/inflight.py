@@ -73,6 +73,14 @@ class InFlight:
                 taken.append(sent.ready)
         return taken
 
+    def records(self) -> list[Ready]:
+        """The records whose DDATA waits for an answer, in the order they went out."""
+        return [
+            sent.ready
+            for sent in self._sent.values()
+            if sent.ready is not None and not sent.taken_back
+        ]
+
     def entry_ids(self) -> set[str]:
         """The records whose DDATA waits for an answer."""
         return {

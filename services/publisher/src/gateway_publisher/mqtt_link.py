@@ -43,7 +43,14 @@ if TYPE_CHECKING:
     from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
 
-__all__ = ["ConnectionLost", "LinkEvent", "MqttConfig", "MqttLink", "PublishOutcome"]
+__all__ = [
+    "ConnectionLost",
+    "LinkEvent",
+    "MqttConfig",
+    "MqttLink",
+    "PublishOutcome",
+    "publish_packet_size",
+]
 
 log = get_logger(__name__)
 
@@ -93,6 +100,15 @@ class ConnectionLost:
 LinkEvent = PublishOutcome | ConnectionLost
 
 
+def publish_packet_size(topic: str, payload: bytes) -> int:
+    """Bytes of the MQTT v5 PUBLISH (QoS 1, no properties) that carries `payload` on `topic`."""
+    remaining = 2 + len(topic.encode()) + 2 + 1 + len(payload)  # topic, packet id, properties
+    length_bytes = 1
+    while remaining >= 128**length_bytes:
+        length_bytes += 1
+    return 1 + length_bytes + remaining
+
+
 def tls_context(config: MqttConfig) -> ssl.SSLContext:
     """TLS 1.2 or later, server certificate checked against the CA and the host name."""
     context = ssl.create_default_context(
@@ -114,6 +130,7 @@ class MqttLink:
         self._events: deque[LinkEvent] = deque()
         self._generation = 0
         self._receive_maximum: int | None = None
+        self._maximum_packet_size: int | None = None
         self._connected = False
         self._started = False
         self._backoff = Backoff(
@@ -148,6 +165,17 @@ class MqttLink:
     def receive_maximum(self) -> int | None:
         """The broker's Receive Maximum from CONNACK: QoS 1 messages it accepts in flight."""
         return self._receive_maximum
+
+    def too_large(self, topic: str, payload: bytes) -> str | None:
+        """Why the broker would not take this PUBLISH (larger than the Maximum Packet Size its
+        CONNACK announced: it would close the connection on it), or None."""
+        maximum = self._maximum_packet_size
+        if maximum is None:
+            return None
+        size = publish_packet_size(topic, payload)
+        if size <= maximum:
+            return None
+        return f"{size} bytes, above the broker's maximum packet size of {maximum}"
 
     @property
     def max_idle_s(self) -> float:
@@ -277,6 +305,7 @@ class MqttLink:
         dropped = client.drop_out_messages()
         self._generation += 1
         self._receive_maximum = getattr(properties, "ReceiveMaximum", None)
+        self._maximum_packet_size = getattr(properties, "MaximumPacketSize", None)
         self._connected = True
         self._backoff.reset()
         log.info(
@@ -286,6 +315,7 @@ class MqttLink:
             generation=self._generation,
             session_present=flags.session_present,
             receive_maximum=self._receive_maximum,
+            maximum_packet_size=self._maximum_packet_size,
             dropped_messages=len(dropped),
         )
 

@@ -68,6 +68,11 @@ class PublisherOptions:
     """...or once the oldest has waited this long (or before the loop blocks)."""
 
 
+#: A connection lost this soon after a record went out alone was closed on that record
+#: (a network failure is noticed after the keep-alive, tens of seconds).
+_CLOSED_ON_IT_S = 5.0
+
+
 class Publisher:
     def __init__(
         self,
@@ -108,6 +113,12 @@ class Publisher:
         self._answers = Answers(self._inflight, self._registry, self._outbox, options.max_attempts)
         self._intake = Intake(source, topics, self._outbox)
         self._next_backlog = 0.0
+        self._probe_left = 0
+        """Records still to deliver one at a time after a connection was lost with records in
+        flight: until then the window is one record (with its DBIRTH), so that a broker that
+        closes the connection on one record is caught at it (answers.py)."""
+        self._published_at = 0.0
+        """time.monotonic() of the last DDATA published."""
 
     @property
     def registry(self) -> DeviceRegistry:
@@ -224,7 +235,7 @@ class Publisher:
         return wait_s if due_s is None else min(wait_s, due_s)
 
     def _room(self) -> int:
-        window = self._opt.window_messages
+        window = 1 if self._probe_left else self._opt.window_messages
         broker_max = self._link.receive_maximum
         if broker_max is not None:
             window = min(window, broker_max)
@@ -273,6 +284,15 @@ class Publisher:
             device = ready.record.device_id
             topics = ready.topics
             birth = self._registry.needs_birth(device)
+            oversize = self._link.too_large(topics.ddata, ready.payload)
+            if oversize is None and birth:
+                oversize = self._link.too_large(topics.dbirth, self._birth)
+                oversize = None if oversize is None else f"its DBIRTH: {oversize}"
+            if oversize is not None:
+                # The broker would close the connection on it, again and again.
+                self._ready.popleft()
+                self._answers.undeliverable(ready, f"too large for the broker: {oversize}")
+                continue
             # A DBIRTH travels with its DDATA; with nothing in flight the pair always goes.
             if self._inflight and self._room() < 1 + birth:
                 return
@@ -298,6 +318,7 @@ class Publisher:
             if mid is None:
                 return
             self._inflight.add_data(mid, ready)
+            self._published_at = time.monotonic()
             self._ready.popleft()
 
     def _keep_unacknowledged_within_window(self, more: int) -> None:
@@ -322,13 +343,30 @@ class Publisher:
             if event.generation == self._generation:
                 self._metrics.connected.set(0)
                 self._health.problem("mqtt", "connection lost")
+                self._suspect(event.reason)
                 self._forget_in_flight()
         elif isinstance(event, PublishOutcome) and event.generation == self._generation:
             ready = self._answers.handle(event, self._ready)
             if ready is not None:
                 self._delivered(ready)
 
+    def _suspect(self, reason: str) -> None:
+        """The connection is lost with what is in flight: blame a record sent alone just before
+        (probing), or start probing the records that were in flight."""
+        in_flight = self._inflight.records()
+        if not in_flight:
+            return
+        alone = len(in_flight) == 1 and self._probe_left > 0
+        if alone and time.monotonic() - self._published_at <= _CLOSED_ON_IT_S:
+            self._answers.closed_on(in_flight[0], reason, self._ready)
+            return
+        if not self._probe_left:
+            log.info("probing_one_record_at_a_time", records=len(in_flight))
+        self._probe_left = max(self._probe_left, len(in_flight))
+
     def _delivered(self, ready: Ready) -> None:
+        if self._probe_left:
+            self._probe_left -= 1
         self._outbox.ack(ready.entry.entry_id, ready.record)
         self._metrics.published.inc()
         latency_s = max(0.0, self._clock() - ready.record.received_at)
