@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from gateway_common.health import (
+    EXIT_UNHEALTHY,
     EXIT_WEDGED,
     UNHEALTHY_STOP_REASON,
     Health,
@@ -193,6 +194,37 @@ def test_a_problem_a_restart_cannot_fix_never_counts_towards_the_exit() -> None:
     assert not state.ok
     assert state.reason == "redis: unreachable"
     assert state.unhealthy_for_s == 0
+    # Another problem meanwhile does not count either: a restart would still lose the buffer.
     health.problem("serial", "gone")
     clock.now += 7
-    assert health.state().unhealthy_for_s == 7
+    assert health.state().unhealthy_for_s == 0
+    health.clear("redis")
+    clock.now += 3
+    assert health.state().unhealthy_for_s == 10  # since the serial problem began
+
+
+def test_watchdog_hard_exits_a_shutdown_that_hangs() -> None:
+    clock = FakeClock()
+    health = Health("publisher", clock=clock)
+    stop = StopSignal()
+    exits: list[int] = []
+    done = threading.Event()
+
+    def hard_exit(code: int) -> None:
+        exits.append(code)
+        done.set()
+
+    Watchdog(
+        health,
+        stop,
+        watchdog_s=0.3,  # also how long a stop may take
+        unhealthy_exit_s=60,
+        check_interval_s=0.01,
+        hard_exit=hard_exit,
+    ).start()
+    health.problem("mqtt", "not connected")
+    clock.now += 61
+    health.beat()
+    assert stop.wait(2)  # asked to stop; the service never finishes stopping
+    assert done.wait(5)
+    assert exits == [EXIT_UNHEALTHY]

@@ -125,3 +125,27 @@ def test_an_error_reply_is_waited_out_and_the_setup_done_again(
     assert live.quiet() == []
     assert wait_for(lambda: records_stream.outstanding() == 0)
     assert pub.metric("gateway_records_published_total") == 4
+
+
+def test_the_mqtt_session_stays_up_while_redis_is_away(
+    broker, topic_root, subscriber, start_publisher, private_redis, make_records_stream
+) -> None:
+    """Waiting out a Redis outage, the publisher still serves the MQTT link: the broker drops a
+    client silent for 1.5 x the keep-alive (7.5 s here), and the outage lasts longer."""
+    client = redis.Redis.from_url(private_redis.url)
+    stream = make_records_stream(client)
+    live = subscriber(broker.host, broker.port, f"{topic_root}/#")
+    first, later = button("S1", T0), button("S1", T0 + 60, 0)
+    stream.add(first)
+    pub = start_publisher(broker.host, broker.port, keepalive_s=5, redis_url=private_redis.url)
+    assert seen(live.take(2)) == expected(topic_root, [("S1", None), ("S1", first)])
+    assert wait_for(lambda: stream.outstanding() == 0)
+    private_redis.stop()  # saved (AOF), back on the same port later
+    assert wait_for(lambda: pub.metric("gateway_publisher_redis_errors_total") >= 1)
+    time.sleep(9)
+    private_redis.start()
+    stream.add(later)
+    # The same connection: no new DBIRTH before the DDATA.
+    assert seen(live.take(1)) == expected(topic_root, [("S1", later)])
+    assert live.quiet() == []
+    assert wait_for(lambda: stream.outstanding() == 0)

@@ -97,7 +97,8 @@ class Health:
 
         `restart_helps=False` marks a problem that a restart of this process cannot fix and
         would make worse (ingest losing its buffer while Redis is away): it makes the service
-        unhealthy, but never makes the watchdog stop it.
+        unhealthy, but never makes the watchdog stop it, and while it lasts no other problem
+        does either.
         """
         with self._lock:
             previous = self._problems.get(component)
@@ -118,7 +119,14 @@ class Health:
         with self._lock:
             problems = sorted(self._problems.items())
             reason = "; ".join(f"{c}: {p.reason}" for c, p in problems)
-            restart_since = min((p.since for _, p in problems if p.restart_helps), default=None)
+            # A problem a restart would make worse (ingest's buffer while Redis is away) holds
+            # the exit back, whatever else is wrong meanwhile.
+            restart_hurts = any(not p.restart_helps for _, p in problems)
+            restart_since = (
+                None
+                if restart_hurts
+                else min((p.since for _, p in problems if p.restart_helps), default=None)
+            )
             return HealthState(
                 service=self.service,
                 ok=not problems,
@@ -213,4 +221,8 @@ class Watchdog:
                     unhealthy_for_s=round(state.unhealthy_for_s, 1),
                 )
                 self._stop.set(UNHEALTHY_STOP_REASON)
+                # The service now stops by itself; if its shutdown hangs, nothing else ends it.
+                time.sleep(self._watchdog_s)
+                log.critical("shutdown_hung", waited_s=self._watchdog_s)
+                self._hard_exit(EXIT_UNHEALTHY)
                 return

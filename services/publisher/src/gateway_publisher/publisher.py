@@ -71,6 +71,8 @@ class PublisherOptions:
 #: A connection lost this soon after a record went out alone was closed on that record
 #: (a network failure is noticed after the keep-alive, tens of seconds).
 _CLOSED_ON_IT_S = 5.0
+#: The longest the publisher waits on the MQTT link without looking at the stop signal.
+_STOP_CHECK_S = 0.2
 
 
 class Publisher:
@@ -159,7 +161,14 @@ class Publisher:
         self._metrics.redis_errors.inc()
         # A read may have reached Redis before the error: read our pending ones again.
         self._intake.restart()
-        self._stop.wait(delay_s)
+        # Meanwhile serve the MQTT link (keep-alives, PUBACKs): a Redis outage longer than
+        # 1.5 x the keep-alive must not cost the session and a republished window.
+        deadline = time.monotonic() + delay_s
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._drain_events(min(left, _STOP_CHECK_S))
 
     def _setup(self) -> None:
         """At start and after a Redis error: the group, the registry (once), then the records
