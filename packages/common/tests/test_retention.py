@@ -143,6 +143,41 @@ def test_without_groups_a_stream_is_trimmed_by_age_only(
     assert trim_stream(redis_client, stream, retention_ms=HOUR_MS, required_groups=()).trimmed == 0
 
 
+def test_without_groups_a_stream_also_keeps_only_its_newest_max_entries(
+    redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    stream = f"{stream_prefix}:dead"
+    _add_old(redis_client, stream, 2, age_ms=3 * HOUR_MS)  # past the retention anyway
+    young = _add_new(redis_client, stream, 10)
+
+    result = trim_stream(
+        redis_client, stream, retention_ms=HOUR_MS, required_groups=(), max_entries=4
+    )
+
+    assert result.trimmed == 8
+    assert result.limited_by == "max entries"
+    assert _ids(redis_client, stream) == young[-4:]
+    unlimited = trim_stream(
+        redis_client, stream, retention_ms=HOUR_MS, required_groups=(), max_entries=0
+    )
+    assert unlimited.trimmed == 0
+
+
+def test_the_length_ceiling_never_applies_to_a_stream_with_a_group(
+    redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    stream = f"{stream_prefix}:dead"
+    young = _add_new(redis_client, stream, 6)
+    redis_client.xgroup_create(stream, "tool", id="0")  # someone reads it: never cut behind it
+
+    result = trim_stream(
+        redis_client, stream, retention_ms=HOUR_MS, required_groups=(), max_entries=2
+    )
+
+    assert result.trimmed == 0
+    assert _ids(redis_client, stream) == young
+
+
 def test_entries_a_group_skipped_at_creation_may_be_trimmed(
     redis_client: redis.Redis, stream_prefix: str
 ) -> None:

@@ -144,3 +144,19 @@ def test_a_decoder_started_on_a_full_redis_trims_the_archive_that_fills_it(
     wait_until(lambda: client.xlen("gw:records") == 201)
     assert second.thread.is_alive()
     second.halt()
+
+
+@pytest.mark.integration
+def test_dead_letters_beyond_the_ceiling_are_trimmed_and_counted(
+    redis_client, stream_prefix, start_decoder
+):
+    vid = sim.InterfaceStatus(address=b"\xab\xcd", address_type=sim.AddressType.VID)
+    bad = sim.unsolicited_message(64, b"\x00" * 4, vid)
+    for n in range(5):  # unknown file id 64: five dead letters
+        entry = encode(FrameEntry(bad, time.time(), n))
+        redis_client.xadd(f"{stream_prefix}:frames", {b"d": entry})
+    decoder = start_decoder(dead_max_letters=3, trim_interval_s=0.1)
+    dead = f"{stream_prefix}:dead"
+    wait_until(lambda: decoder.metric("gateway_stream_trimmed_entries_total", stream=dead) == 2)
+    assert redis_client.xlen(dead) == 3
+    decoder.halt()

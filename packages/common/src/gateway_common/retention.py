@@ -14,6 +14,10 @@ was added), and `XTRIM MINID` (exact) deletes only the entries strictly below it
 never deletes an entry that any group still has to process, and keeps every entry younger than
 the retention whatever its state: the raw frames stay available for re-decoding.
 
+A stream with no consumer group at all (the dead letters) may also have a ceiling on its
+length: beyond `max_entries`, its oldest entries go too, whatever their age (a neighbouring
+DASH7 network's frames, dead-lettered one a second for a month, would otherwise fill Redis).
+
 A stream whose expected consumer groups do not all exist yet (a decoder that has not started,
 say) is not trimmed at all: its entries wait for a group that will be created starting at 0. A
 stream that needs no group (the dead letters, which nobody consumes) is trimmed by age only,
@@ -50,7 +54,8 @@ __all__ = ["RetentionRule", "StreamRetention", "TrimResult", "trim_stream"]
 
 log = get_logger(__name__)
 
-# KEYS[1]: the stream. ARGV[1]: retention in ms; ARGV[2..]: groups that must exist.
+# KEYS[1]: the stream. ARGV[1]: retention in ms; ARGV[2]: the most entries to keep when the
+# stream has no group (0: no limit); ARGV[3..]: groups that must exist.
 # Returns {trimmed, minid or false, reason}. Ids are compared as decimal strings (length first),
 # so 64-bit parts never go through Lua's floating point numbers.
 _TRIM_LUA: Final = """
@@ -108,10 +113,16 @@ for _, group in ipairs(groups) do
     reason = 'group ' .. name
   end
 end
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   if not present[ARGV[i]] then return {0, false, 'missing group ' .. ARGV[i]} end
 end
-return {redis.call('XTRIM', KEYS[1], 'MINID', bound), bound, reason}
+local trimmed = redis.call('XTRIM', KEYS[1], 'MINID', bound)
+local max_entries = tonumber(ARGV[2])
+if #groups == 0 and max_entries > 0 and redis.call('XLEN', KEYS[1]) > max_entries then
+  trimmed = trimmed + redis.call('XTRIM', KEYS[1], 'MAXLEN', max_entries)
+  reason = 'max entries'
+end
+return {trimmed, bound, reason}
 """
 
 
@@ -134,9 +145,14 @@ class _TrimScript:
         self._script = client.register_script(_TRIM_LUA)
 
     def __call__(
-        self, stream: str, retention_ms: int, required_groups: Collection[str]
+        self,
+        stream: str,
+        retention_ms: int,
+        required_groups: Collection[str],
+        max_entries: int = 0,
     ) -> TrimResult:
-        reply: Any = self._script(keys=[stream], args=[retention_ms, *required_groups])
+        args: list[int | str] = [retention_ms, max_entries, *required_groups]
+        reply: Any = self._script(keys=[stream], args=args)
         trimmed, min_id, reason = reply
         return TrimResult(int(trimmed), _text(min_id) if min_id else None, _text(reason))
 
@@ -147,15 +163,17 @@ def trim_stream(
     *,
     retention_ms: int,
     required_groups: Collection[str],
+    max_entries: int = 0,
 ) -> TrimResult:
     """Delete the entries of `stream` older than `retention_ms` that every group acknowledged.
 
     Nothing is trimmed unless every group in `required_groups` exists; with no required group,
-    a stream without groups is trimmed by age only. Raises redis errors as they come.
+    a stream without groups is trimmed by age, then to its newest `max_entries` (0: no limit).
+    Raises redis errors as they come.
     """
-    if retention_ms < 0:
-        raise ValueError("retention_ms must not be negative")
-    return _TrimScript(client)(stream, retention_ms, required_groups)
+    if retention_ms < 0 or max_entries < 0:
+        raise ValueError("retention_ms and max_entries must not be negative")
+    return _TrimScript(client)(stream, retention_ms, required_groups, max_entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +183,8 @@ class RetentionRule:
     """Entries younger than this are kept, acknowledged or not."""
     required_groups: tuple[str, ...]
     """Consumer groups that must exist before anything is trimmed (empty: trim by age only)."""
+    max_entries: int = 0
+    """For a stream with no consumer group: the newest this many are kept (0: no limit)."""
 
 
 class StreamRetention:
@@ -187,7 +207,8 @@ class StreamRetention:
         registry = registry if registry is not None else CollectorRegistry()
         self._trimmed = Counter(
             "gateway_stream_trimmed_entries_total",
-            "Stream entries deleted by retention (acknowledged by every group, and old enough)",
+            "Stream entries deleted by retention (acknowledged by every group, and old enough; "
+            "or beyond the length ceiling of a stream without groups)",
             ["stream"],
             registry=registry,
         )
@@ -215,7 +236,10 @@ class StreamRetention:
         for rule in self._rules:
             try:
                 result = self._trim(
-                    rule.stream, round(rule.retention_s * 1000), rule.required_groups
+                    rule.stream,
+                    round(rule.retention_s * 1000),
+                    rule.required_groups,
+                    rule.max_entries,
                 )
             except redis.RedisError as exc:
                 self._errors.labels(stream=rule.stream).inc()

@@ -258,7 +258,7 @@ def run(
         handoff.client,
         [
             RetentionRule(keys.frames, settings.frames_retention_s, (DECODER_GROUP,)),
-            RetentionRule(keys.dead, settings.dead_retention_s, ()),
+            RetentionRule(keys.dead, settings.dead_retention_s, (), settings.dead_max_letters),
         ],
         interval_s=settings.trim_interval_s,
         registry=metrics.registry,

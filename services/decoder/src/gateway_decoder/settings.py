@@ -25,6 +25,8 @@ class DecoderSettings(CommonSettings):
     frames_retention_s: float = Field(604_800, ge=0)
     """Decoded frames are kept this long (the raw archive for re-decoding), then trimmed."""
     dead_retention_s: float = Field(2_592_000, ge=0)
-    """Dead letters are kept this long (they have no consumer group: trimmed by age only)."""
+    """Dead letters are kept this long (they have no consumer group: trimmed by age)..."""
+    dead_max_letters: int = Field(100_000, ge=0)
+    """...and only the newest this many (0: no limit), so that they cannot fill Redis."""
     trim_interval_s: float = Field(60, gt=0)
     """How often to trim `{p}:frames` and `{p}:dead` (any replica may; trimming is idempotent)."""
