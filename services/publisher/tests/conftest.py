@@ -299,11 +299,40 @@ class RecordsStream:
 # swallow the broker's answers and cut connections
 
 
+class _MqttPackets:
+    """Splits one direction of an MQTT byte stream into packets: (type, flags) of each."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, int]]:
+        self._buf += data
+        out = []
+        while len(self._buf) >= 2:
+            length, shift, pos = 0, 0, 1
+            while True:
+                if pos >= len(self._buf):
+                    return out
+                byte = self._buf[pos]
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                pos += 1
+                if not byte & 0x80:
+                    break
+            if len(self._buf) < pos + length:
+                return out
+            out.append((self._buf[0] >> 4, self._buf[0] & 0x0F))
+            del self._buf[: pos + length]
+        return out
+
+
 class _ProxiedConnection:
     def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
         self.client = client
         self.upstream = upstream
         self.frozen = False
+        self.packets = (_MqttPackets(), _MqttPackets())  # client -> broker, broker -> client
+        self.unanswered = 0
 
     def close(self) -> None:
         for sock in (self.client, self.upstream):
@@ -326,6 +355,11 @@ class CuttableProxy:
         self._lock = threading.Lock()
         self._cut_on: bytes | None = None
         self.cuts_on_marker = 0
+        self.most_unanswered = 0
+        """The most QoS 1 PUBLISH a client had sent and not yet received a PUBACK for."""
+        self.answer_delay_s = 0.0
+        """Holds the broker's answers back this long: a client that waits for a PUBACK before
+        its next PUBLISH then shows it, whatever the threads' timing."""
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -351,6 +385,11 @@ class CuttableProxy:
                 if not answers and self._cut_on is not None and self._cut_on in data:
                     self.cuts_on_marker += 1
                     break
+                if answers and self.answer_delay_s:
+                    time.sleep(
+                        self.answer_delay_s
+                    )  # what the client sends meanwhile, it sent unanswered
+                self._count(conn, answers, data)
                 dst.sendall(data)
         except OSError:
             pass
@@ -360,6 +399,15 @@ class CuttableProxy:
         with self._lock:
             for conn in self._connections:
                 conn.frozen = True
+
+    def _count(self, conn: _ProxiedConnection, answers: bool, data: bytes) -> None:
+        with self._lock:
+            for kind, flags in conn.packets[answers].feed(data):
+                if not answers and kind == 3 and (flags >> 1) & 0x03 == 1:  # PUBLISH, QoS 1
+                    conn.unanswered += 1
+                    self.most_unanswered = max(self.most_unanswered, conn.unanswered)
+                elif answers and kind == 4:  # PUBACK
+                    conn.unanswered -= 1
 
     def cut_on(self, marker: bytes) -> None:
         self._cut_on = marker

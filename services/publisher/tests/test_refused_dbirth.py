@@ -9,6 +9,7 @@ import pytest
 from gateway_common.entries import decode_dead_letter, encode
 from gateway_publisher.payloads import ddata_payload
 
+from .conftest import CuttableProxy
 from .test_integration import T0, button, energy, wait_for
 
 pytestmark = pytest.mark.integration
@@ -97,3 +98,25 @@ def test_a_record_the_broker_closes_the_connection_on_ends_in_the_dead_letters(
     assert pub.metric("gateway_records_published_total") == 3
     assert pub.metric("gateway_dead_letters_total", {"reason": "broker_refused"}) == 1
     assert proxy.cuts_on_marker >= 3
+
+
+def test_a_broker_that_takes_one_message_at_a_time_never_gets_two(
+    private_broker, topic_root, subscriber, start_publisher, records_stream
+) -> None:
+    """MQTT v5 Receive Maximum: a broker announcing 1 may close the connection on a second
+    unanswered PUBLISH, so a DBIRTH and its DDATA go one after the other."""
+    mosq = private_broker("max_inflight_messages 1")
+    wire = CuttableProxy(("127.0.0.1", mosq.port))
+    wire.answer_delay_s = 0.05
+    try:
+        live = subscriber("127.0.0.1", mosq.port, f"{topic_root}/#")
+        records = [button("U1", T0), button("U2", T0 + 1), button("U1", T0 + 2, 0)]
+        for record in records:
+            records_stream.add(record)
+        start_publisher("127.0.0.1", wire.port, window_messages=64)
+        assert wait_for(lambda: records_stream.outstanding() == 0)
+        got = [m.topic.split("/")[2] for m in live.quiet(0.5)]
+        assert got == ["DBIRTH", "DDATA", "DBIRTH", "DDATA", "DDATA"]
+        assert wire.most_unanswered == 1
+    finally:
+        wire.close()

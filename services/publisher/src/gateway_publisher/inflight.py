@@ -73,6 +73,10 @@ class InFlight:
                 taken.append(sent.ready)
         return taken
 
+    def births(self) -> set[str]:
+        """The devices whose DBIRTH waits for an answer."""
+        return set(self._births)
+
     def records(self) -> list[Ready]:
         """The records whose DDATA waits for an answer, in the order they went out."""
         return [

@@ -302,7 +302,8 @@ class Publisher:
                 self._ready.popleft()
                 self._answers.undeliverable(ready, f"too large for the broker: {oversize}")
                 continue
-            # A DBIRTH travels with its DDATA; with nothing in flight the pair always goes.
+            # A DBIRTH travels with its DDATA; with nothing in flight the pair always goes (the
+            # DDATA only once the DBIRTH is answered if the broker takes one message at a time).
             if self._inflight and self._room() < 1 + birth:
                 return
             self._keep_unacknowledged_within_window(1 + birth)
@@ -316,8 +317,14 @@ class Publisher:
                 if mid is None:
                     return
                 self._inflight.add_birth(mid, device)
+                self._published_at = time.monotonic()
                 self._registry.mark_born(device)
                 log.info("dbirth_sent", device_id=device)
+                broker_max = self._link.receive_maximum
+                if broker_max is not None and broker_max - len(self._inflight) < 1:
+                    # A broker that takes one message at a time (Receive Maximum 1) may close
+                    # the connection on a second: the DDATA follows once the DBIRTH is answered.
+                    return
             mid = self._link.publish(
                 topics.ddata,
                 ready.payload,
@@ -363,6 +370,10 @@ class Publisher:
         """The connection is lost with what is in flight: blame a record sent alone just before
         (probing), or start probing the records that were in flight."""
         in_flight = self._inflight.records()
+        if not in_flight:
+            # A DBIRTH alone (the broker takes one message at a time): its record waits behind it.
+            in_flight = [r for r in self._ready if r.record.device_id in self._inflight.births()]
+            in_flight = in_flight[:1]
         if not in_flight:
             return
         alone = len(in_flight) == 1 and self._probe_left > 0
