@@ -97,30 +97,33 @@ def test_healthcheck_command_exit_codes(tmp_path: Path) -> None:
     assert "mqtt: not connected to the broker" in sick.stderr
 
 
+class HardExits:
+    """Stands in for os._exit: records the codes, and signals the first."""
+
+    def __init__(self) -> None:
+        self.codes: list[int] = []
+        self.done = threading.Event()
+
+    def __call__(self, code: int) -> None:
+        self.codes.append(code)
+        self.done.set()
+
+
+def _watchdog(health: Health, stop: StopSignal, exits: HardExits, **limits: float) -> Watchdog:
+    return Watchdog(health, stop, check_interval_s=0.01, hard_exit=exits, **limits).start()
+
+
 def test_watchdog_hard_exits_a_wedged_loop() -> None:
     clock = FakeClock()
     health = Health("decoder", clock=clock)
     stop = StopSignal()
-    exits: list[int] = []
-    done = threading.Event()
-
-    def hard_exit(code: int) -> None:
-        exits.append(code)
-        done.set()
-
-    Watchdog(
-        health,
-        stop,
-        watchdog_s=10,
-        unhealthy_exit_s=1000,
-        check_interval_s=0.01,
-        hard_exit=hard_exit,
-    ).start()
+    exits = HardExits()
+    _watchdog(health, stop, exits, watchdog_s=10, unhealthy_exit_s=1000)
     clock.now += 5
-    assert not done.wait(0.1)
+    assert not exits.done.wait(0.1)
     clock.now += 6
-    assert done.wait(2)
-    assert exits == [EXIT_WEDGED]
+    assert exits.done.wait(2)
+    assert exits.codes == [EXIT_WEDGED]
     stop.set()
 
 
@@ -207,24 +210,11 @@ def test_watchdog_hard_exits_a_shutdown_that_hangs() -> None:
     clock = FakeClock()
     health = Health("publisher", clock=clock)
     stop = StopSignal()
-    exits: list[int] = []
-    done = threading.Event()
-
-    def hard_exit(code: int) -> None:
-        exits.append(code)
-        done.set()
-
-    Watchdog(
-        health,
-        stop,
-        watchdog_s=0.3,  # also how long a stop may take
-        unhealthy_exit_s=60,
-        check_interval_s=0.01,
-        hard_exit=hard_exit,
-    ).start()
+    exits = HardExits()
+    _watchdog(health, stop, exits, watchdog_s=0.3, unhealthy_exit_s=60)  # 0.3 s to stop, too
     health.problem("mqtt", "not connected")
     clock.now += 61
     health.beat()
     assert stop.wait(2)  # asked to stop; the service never finishes stopping
-    assert done.wait(5)
-    assert exits == [EXIT_UNHEALTHY]
+    assert exits.done.wait(5)
+    assert exits.codes == [EXIT_UNHEALTHY]
