@@ -282,7 +282,26 @@ def test_port_lost_and_back(
         entries = _wait_entries(redis_client, stream, len(first) + len(second))
         _assert_frames(entries, first + second)
         assert _sample(registry, "gateway_serial_opens_total") == 2
+        # the half frame the port loss cut: given up as truncated, not silently
+        assert _sample(registry, "gateway_serial_errors_total", kind="truncated") == 1
         assert thread.is_alive()
+
+
+def test_a_crc_error_just_before_the_port_is_lost_is_still_counted(
+    modem: ModemServer, redis_url: str, redis_client: redis.Redis, stream_prefix: str
+) -> None:
+    bad = bytearray(encode_frame(3, MessageType.ALP_DATA, b"corrupted"))
+    bad[-1] ^= 0xFF
+    with running(_settings(modem.url, redis_url, stream_prefix)) as (registry, _):
+        modem.accept()
+        modem.send(_wire(_alp_frames(1, 2)) + bytes(bad))  # no sync after it: its resync goes on
+        _wait_entries(redis_client, StreamKeys(stream_prefix).frames, 2)
+        modem.close()
+        assert _eventually(lambda: _sample(registry, "gateway_serial_connected") == 0)
+        assert _eventually(
+            lambda: _sample(registry, "gateway_serial_errors_total", kind="crc") == 1
+        )
+        assert _sample(registry, "gateway_serial_discarded_bytes_total") >= len(bad)
 
 
 def test_corrupted_length_does_not_hold_frames_back_on_an_idle_line(

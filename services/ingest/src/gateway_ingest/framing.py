@@ -20,6 +20,7 @@ Rules:
   after an idle timeout: the partial frame is given up as `truncated` (which, like `crc`, takes
   the bytes its hunt discards) and the buffered bytes are rescanned at once.
 - The buffer is bounded: between calls it holds at most one partial frame (< 262 bytes).
+- When the stream ends (the port is lost or closed), `end` reports whatever is unfinished.
 
 Every byte fed ends up in exactly one place: a frame, the `skipped` count of an event, the
 pending partial frame (`pending_bytes`) or the discarded bytes not reported yet
@@ -118,6 +119,14 @@ class Framer:
             length=buf[4] if len(buf) > 4 else None,
         )
         return [*out, *self._parse(1)]
+
+    def end(self) -> list[FramingEvent]:
+        """The stream ended (the port is lost or closed): give up everything unfinished and
+        report it; a whole frame among the bytes behind a given-up sync is still found."""
+        out: list[FramingEvent] = []
+        while self.has_partial():  # each turn reports a held error or consumes a sync byte
+            out += self.drop_partial()
+        return out
 
     def reset(self) -> int:
         """Forget everything (the port was reopened); return the number of bytes dropped."""

@@ -120,6 +120,9 @@ class Ingest:
             finally:
                 self._link.close()
                 self._metrics.serial_connected.set(0)
+                # What the line left unfinished: an error's resync is reported, a partial frame
+                # given up (a whole frame among the bytes behind its sync is still kept).
+                self._handle(self._framer.end(), self._clock(), 0.0)
                 dropped = self._framer.reset()
                 if dropped:
                     self._metrics.discarded_bytes.inc(dropped)
