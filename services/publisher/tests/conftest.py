@@ -354,6 +354,7 @@ class CuttableProxy:
         self._connections: list[_ProxiedConnection] = []
         self._lock = threading.Lock()
         self._cut_on: bytes | None = None
+        self._cut_reason: int | None = None
         self.cuts_on_marker = 0
         self.most_unanswered = 0
         """The most QoS 1 PUBLISH a client had sent and not yet received a PUBACK for."""
@@ -384,6 +385,8 @@ class CuttableProxy:
                     continue
                 if not answers and self._cut_on is not None and self._cut_on in data:
                     self.cuts_on_marker += 1
+                    if self._cut_reason is not None:  # MQTT v5 DISCONNECT with that reason code
+                        conn.client.sendall(bytes((0xE0, 0x02, self._cut_reason, 0x00)))
                     break
                 if answers and self.answer_delay_s:
                     time.sleep(
@@ -409,8 +412,10 @@ class CuttableProxy:
                 elif answers and kind == 4:  # PUBACK
                     conn.unanswered -= 1
 
-    def cut_on(self, marker: bytes) -> None:
-        self._cut_on = marker
+    def cut_on(self, marker: bytes, reason_code: int | None = 0x87) -> None:
+        """Close every connection that sends `marker`: with a DISCONNECT carrying `reason_code`
+        (0x87 not authorized) as the broker's refusal, or bare (None), like a network loss."""
+        self._cut_on, self._cut_reason = marker, reason_code
 
     def cut(self) -> None:
         with self._lock:

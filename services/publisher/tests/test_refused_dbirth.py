@@ -87,7 +87,7 @@ def test_a_record_the_broker_closes_the_connection_on_ends_in_the_dead_letters(
     assert wait_for(lambda: len(records_stream.dead()) == 1, timeout_s=30)
     letter = decode_dead_letter(records_stream.dead()[0])
     assert letter.source_id == ids[1]
-    assert letter.reason.startswith("broker closed the connection on it: ")
+    assert letter.reason == "broker closed the connection on it: Not authorized"
     assert letter.attempts == 3
     assert letter.raw == encode(records[1])
     assert wait_for(lambda: records_stream.outstanding() == 0)
@@ -120,3 +120,50 @@ def test_a_broker_that_takes_one_message_at_a_time_never_gets_two(
         assert wire.most_unanswered == 1
     finally:
         wire.close()
+
+
+def test_a_bare_close_on_a_record_blames_nothing(
+    broker, proxy, topic_root, subscriber, start_publisher, records_stream, clear_retained
+) -> None:
+    """Without a DISCONNECT saying why, a lost connection looks like a network loss or a broker
+    restart: nothing is dead-lettered for it, however often (the record waits; README)."""
+    live = subscriber(broker.host, broker.port, f"{topic_root}/#")
+    proxy.cut_on(b"BAD8", reason_code=None)
+    first, stuck = button("R3", T0), button("BAD8", T0 + 1)
+    records_stream.add(first)
+    records_stream.add(stuck)
+
+    pub = start_publisher("127.0.0.1", proxy.port, max_attempts=2, window_messages=8)
+
+    assert wait_for(lambda: proxy.cuts_on_marker >= 4, timeout_s=30)
+    assert records_stream.dead() == []
+    assert pub.metric("gateway_records_published_total") == 1
+    assert records_stream.outstanding() == 1
+    delivered = [m.payload for m in live.quiet(0.3) if m.topic.split("/")[2] == "DDATA"]
+    assert ddata_payload(first) in delivered
+
+
+def test_a_dbirth_refused_while_the_broker_takes_one_message_at_a_time(
+    private_broker, tmp_path, topic_root, subscriber, start_publisher, records_stream
+) -> None:
+    """With a Receive Maximum of 1 the DBIRTH goes alone; refused, it counts against the record
+    waiting for it, which ends in the dead letters instead of the DBIRTH going out forever."""
+    acl = tmp_path / "acl"
+    acl.write_text(f"topic readwrite #\ntopic deny {topic_root}/proj/DBIRTH/edge1/V1\n")
+    mosq = private_broker(f"max_inflight_messages 1\nacl_file {acl}")
+    live = subscriber("127.0.0.1", mosq.port, f"{topic_root}/#")
+    refused, fine = button("V1", T0), button("V2", T0 + 1)
+    refused_id = records_stream.add(refused)
+    records_stream.add(fine)
+
+    pub = start_publisher("127.0.0.1", mosq.port, max_attempts=3)
+
+    assert wait_for(lambda: len(records_stream.dead()) == 1)
+    letter = decode_dead_letter(records_stream.dead()[0])
+    assert letter.source_id == refused_id
+    assert letter.reason == "broker refused DBIRTH: Not authorized (0x87)"
+    assert letter.attempts == 3
+    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert pub.metric("gateway_records_published_total") == 1
+    got = [m for m in live.quiet(0.5) if m.topic.split("/")[2] == "DDATA"]
+    assert [m.payload for m in got] == [ddata_payload(fine)]

@@ -7,12 +7,11 @@ its own answer; see inflight.py). A record refused `max_attempts` times goes to 
 with the broker's reason; until then it is put back among the records ready to go, in stream
 order, so each device's readings still go out in order.
 
-A broker may also refuse a publish by closing the connection (MQTT v5 allows a DISCONNECT
-instead of a PUBACK, and some brokers do so on an ACL denial). A connection lost with one
-record alone in flight, soon after it went out, counts as a refusal of that record
-(`closed_on`); the publisher sends one record at a time after a connection is lost with
-records in flight, so that the one at fault is found (publisher.py, probing). Other
-reconnections do not count.
+A broker may also refuse a publish by closing the connection with a DISCONNECT (MQTT v5 allows
+it instead of a PUBACK; some brokers do so on an ACL denial). Such a DISCONNECT right after a
+record went out alone counts as a refusal of that record (`closed_on`); the publisher sends one
+record at a time after a connection is lost with records in flight, so that the one at fault is
+found (publisher.py, probing). A bare close, a network loss or a broker restart counts nothing.
 """
 
 from __future__ import annotations
@@ -101,6 +100,13 @@ class Answers:
         log.warning("dbirth_refused", device_id=device_id, reason=reason, ddata=len(behind))
         for ready in behind:
             self._refused(ready, reason, queue)
+        if not behind:
+            # Sent alone (a broker that takes one message at a time): the record waiting for it
+            # counts, or a DBIRTH refused for good would be sent again and again, forever.
+            waiting = next((r for r in queue if r.record.device_id == device_id), None)
+            if waiting is not None:
+                queue.remove(waiting)
+                self._refused(waiting, reason, queue)
 
     def closed_on(self, ready: Ready, reason: str, queue: deque[Ready]) -> None:
         """The broker closed the connection while `ready` was the only record in flight."""

@@ -56,6 +56,12 @@ log = get_logger(__name__)
 
 #: MQTT v5 reason codes below this value mean success (0x10 "no matching subscribers" too).
 _FIRST_FAILURE_CODE = 0x80
+#: DISCONNECT reason codes by which a broker refuses what the client sent (MQTT v5 §3.14.2.1):
+#: unspecified, malformed packet, protocol error, implementation specific, not authorized,
+#: topic name invalid, receive maximum exceeded, packet too large, payload format invalid,
+#: retain not supported, QoS not supported. Not: server shutting down or busy, session taken
+#: over, keep-alive timeout, message rate or quota exceeded (nothing wrong with a message).
+_REFUSALS = frozenset({0x80, 0x81, 0x82, 0x83, 0x87, 0x90, 0x93, 0x95, 0x99, 0x9A, 0x9B})
 #: How long `close` keeps trying to write the DISCONNECT.
 _CLOSE_TIMEOUT_S = 1.0
 
@@ -95,6 +101,10 @@ class PublishOutcome:
 class ConnectionLost:
     generation: int
     reason: str
+    refusal: bool = False
+    """The broker closed the connection with a DISCONNECT whose reason code refuses what the
+    client sent (not authorized, packet too large, ...), not for a reason of its own (shutting
+    down, session taken over, too busy) and not by a bare close (a network loss looks alike)."""
 
 
 LinkEvent = PublishOutcome | ConnectionLost
@@ -323,7 +333,7 @@ class MqttLink:
         self,
         _client: paho.Client,
         _userdata: Any,
-        _flags: paho.DisconnectFlags,
+        flags: paho.DisconnectFlags,
         reason_code: ReasonCode,
         _properties: Properties | None,
     ) -> None:
@@ -333,8 +343,15 @@ class MqttLink:
             self._schedule_reconnect()
         if was_connected:
             emit = log.warning if reason_code.is_failure else log.info
-            emit("mqtt_disconnected", generation=self._generation, reason=str(reason_code))
-            self._events.append(ConnectionLost(self._generation, str(reason_code)))
+            from_broker = flags.is_disconnect_packet_from_server
+            refusal = from_broker and int(reason_code.value) in _REFUSALS
+            emit(
+                "mqtt_disconnected",
+                generation=self._generation,
+                reason=str(reason_code),
+                by_broker=from_broker,
+            )
+            self._events.append(ConnectionLost(self._generation, str(reason_code), refusal))
 
     def _on_publish(
         self,

@@ -68,8 +68,7 @@ class PublisherOptions:
     """...or once the oldest has waited this long (or before the loop blocks)."""
 
 
-#: A connection lost this soon after a record went out alone was closed on that record
-#: (a network failure is noticed after the keep-alive, tens of seconds).
+#: A broker's refusing DISCONNECT this soon after a record went out alone was about that record.
 _CLOSED_ON_IT_S = 5.0
 #: The longest the publisher waits on the MQTT link without looking at the stop signal.
 _STOP_CHECK_S = 0.2
@@ -359,16 +358,17 @@ class Publisher:
             if event.generation == self._generation:
                 self._metrics.connected.set(0)
                 self._health.problem("mqtt", "connection lost")
-                self._suspect(event.reason)
+                self._suspect(event)
                 self._forget_in_flight()
         elif isinstance(event, PublishOutcome) and event.generation == self._generation:
             ready = self._answers.handle(event, self._ready)
             if ready is not None:
                 self._delivered(ready)
 
-    def _suspect(self, reason: str) -> None:
+    def _suspect(self, lost: ConnectionLost) -> None:
         """The connection is lost with what is in flight: blame a record sent alone just before
-        (probing), or start probing the records that were in flight."""
+        when the broker refused it with a DISCONNECT (probing), or start probing the records
+        that were in flight. A bare close (a network loss, a restart) blames nothing."""
         in_flight = self._inflight.records()
         if not in_flight:
             # A DBIRTH alone (the broker takes one message at a time): its record waits behind it.
@@ -377,8 +377,10 @@ class Publisher:
         if not in_flight:
             return
         alone = len(in_flight) == 1 and self._probe_left > 0
-        if alone and time.monotonic() - self._published_at <= _CLOSED_ON_IT_S:
-            self._answers.closed_on(in_flight[0], reason, self._ready)
+        recent = time.monotonic() - self._published_at <= _CLOSED_ON_IT_S
+        if alone and lost.refusal and recent:
+            self._probe_left -= 1
+            self._answers.closed_on(in_flight[0], lost.reason, self._ready)
             return
         if not self._probe_left:
             log.info("probing_one_record_at_a_time", records=len(in_flight))
