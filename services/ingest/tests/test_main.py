@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway_ingest.settings import IngestSettings
+
 SCRIPT = Path(sys.executable).parent / "gateway-ingest"
 
 
@@ -20,6 +22,7 @@ SCRIPT = Path(sys.executable).parent / "gateway-ingest"
         ("GATEWAY_SERIAL_PORT", "foo://modem"),  # a protocol pyserial does not know
         ("GATEWAY_SERIAL_PORT", "socket://sim"),  # no port: pyserial's parser would crash later
         ("GATEWAY_SERIAL_PORT", "socket://sim:abc"),
+        ("GATEWAY_FLUSH_TIMEOUT_S", "500"),  # longer than the watchdog lets a stop take
     ],
 )
 def test_a_bad_value_exits_2_naming_the_variable(variable: str, value: str) -> None:
@@ -33,3 +36,17 @@ def test_a_bad_value_exits_2_naming_the_variable(variable: str, value: str) -> N
     assert len(lines) == 1, proc.stderr
     assert variable in lines[0]
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "port",
+    [
+        "/dev/serial/by-id/usb-LiQuiBit_IOWAY-if00",  # not plugged in yet: opened later
+        "/dev/serial/by-path/platform-3f980000.usb-usb-0:1.2:1.0",
+        "socket://sim:7000",
+        "rfc2217://modem.local:2217?logging=debug",
+        "hwgrep://IOWAY",  # looked up when opened, so the device may come later
+    ],
+)
+def test_ports_that_may_only_open_later_are_accepted(port: str) -> None:
+    assert IngestSettings(serial_port=port).serial_port == port

@@ -91,6 +91,7 @@ def test_a_missing_required_variable_is_named(monkeypatch, capsys, variable: str
         ("GATEWAY_MQTT_TLS", "maybe"),
         ("GATEWAY_WINDOW_MESSAGES", "0"),
         ("GATEWAY_BLOCK_MS", "20000"),
+        ("GATEWAY_WATCHDOG_S", "1"),  # below the shutdown grace: a clean stop would be cut
         ("GATEWAY_MQTT_CA_FILE", "/nonexistent/ca.pem"),
         ("GATEWAY_MQTT_CERT_FILE", "/nonexistent/cert.pem"),
         ("GATEWAY_MQTT_PASSWORD_FILE", "/nonexistent/password"),
@@ -159,6 +160,24 @@ def test_a_client_certificate_and_key_that_do_not_load_are_refused(
     set_env(monkeypatch, GATEWAY_MQTT_CERT_FILE=str(cert), GATEWAY_MQTT_KEY_FILE=str(wrong_key))
     err = config_error(capsys)
     assert "GATEWAY_MQTT_CERT_FILE / GATEWAY_MQTT_KEY_FILE" in err
+
+
+def test_an_encrypted_key_is_refused_without_asking_for_its_passphrase(
+    monkeypatch, capsys, tmp_path: Path
+) -> None:
+    openssl = shutil.which("openssl") or "/usr/bin/openssl"
+    key_type = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
+    files = ("-keyout", "key.pem", "-out", "cert.pem", "-days", "2", "-subj", "/CN=t")
+    subprocess.run(
+        [openssl, "req", "-x509", *key_type, "-passout", "pass:secret", *files],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    set_env(monkeypatch, GATEWAY_MQTT_CERT_FILE=str(cert), GATEWAY_MQTT_KEY_FILE=str(key))
+    assert "unencrypted private key" in config_error(capsys)
 
 
 def test_key_without_certificate_is_refused(monkeypatch, capsys, tmp_path: Path) -> None:

@@ -144,6 +144,8 @@ class Ingest:
             data = self._link.read()
             now = self._clock()
             self._health.beat()
+            if self._clock_floor is not None and now >= self._clock_floor:
+                self._clock_caught_up()
             if data:
                 last_byte_at = now
                 byte_s = self._byte_time_within(len(data), now - self._link.first_byte_at)
@@ -154,6 +156,13 @@ class Ingest:
         data = self._link.read_available()
         if data:
             self._handle(self._framer.feed(data), self._clock(), 0.0)
+
+    def _clock_caught_up(self) -> None:
+        """Checked after every read, frame or not: the problem ends with NTP, not a frame."""
+        self._clock_floor = None
+        self._metrics.clock_behind_seconds.set(0)
+        self._health.clear("clock")
+        log.info("clock_caught_up")
 
     def _byte_time_within(self, size: int, window_s: float) -> float:
         """The time one byte of this read took to arrive: a byte-time of the line, unless the
@@ -197,11 +206,6 @@ class Ingest:
         if self._resumed_from is not None:
             self._log_resumed(self._resumed_from, frame, gap, received_at)
             self._resumed_from = None
-        if self._clock_floor is not None and received_at >= self._clock_floor:
-            self._clock_floor = None
-            self._metrics.clock_behind_seconds.set(0)
-            self._health.clear("clock")
-            log.info("clock_caught_up")
         state = self._counters.state(received_at)
         kind = frame.message_type
         log.debug(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway_common.settings import CommonSettings
 
@@ -35,3 +35,12 @@ class IngestSettings(CommonSettings):
 
         check_url(url)
         return url
+
+    @model_validator(mode="after")
+    def _flush_within_watchdog(self) -> IngestSettings:
+        if self.flush_timeout_s >= self.watchdog_s:
+            raise ValueError(
+                "GATEWAY_FLUSH_TIMEOUT_S must be below GATEWAY_WATCHDOG_S: the watchdog ends a "
+                "stop that takes longer"
+            )
+        return self

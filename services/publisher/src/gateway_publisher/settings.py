@@ -82,17 +82,23 @@ class PublisherSettings(CommonSettings):
                 ssl.create_default_context().load_cert_chain(
                     str(self.mqtt_cert_file),
                     str(self.mqtt_key_file) if self.mqtt_key_file else None,
+                    password="",  # no passphrase setting: an encrypted key fails, never prompts
                 )
             except (ssl.SSLError, OSError) as exc:
                 raise ValueError(
                     "GATEWAY_MQTT_CERT_FILE / GATEWAY_MQTT_KEY_FILE: not a PEM client certificate "
-                    f"and its private key: {exc}"
+                    f"and its unencrypted private key: {exc}"
                 ) from exc
         if self.mqtt_username is None and (self.mqtt_password or self.mqtt_password_file):
             # MQTT sends no password without a user name: it would be ignored, and the broker
             # would refuse the connection over and over.
             given = "_FILE" if self.mqtt_password_file else ""
             raise ValueError(f"GATEWAY_MQTT_PASSWORD{given} is set without GATEWAY_MQTT_USERNAME")
+        if self.shutdown_grace_ms / 1000 >= self.watchdog_s:
+            raise ValueError(
+                "GATEWAY_SHUTDOWN_GRACE_MS must be below GATEWAY_WATCHDOG_S: the watchdog ends "
+                "a stop that takes longer"
+            )
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("GATEWAY_RECONNECT_MAX_S is below GATEWAY_RECONNECT_MIN_S")
         if self.mqtt_password_file is not None:
