@@ -19,10 +19,10 @@ one stopped or was killed) as a counter gap, together with those sent while no i
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from time import monotonic
+from time import time as wall_clock
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
@@ -101,7 +101,7 @@ class FrameSink:
         backoff_max_s: float,
         health: Health | None = None,
         state_key: str | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall_clock,
     ) -> None:
         self._health = health if health is not None else Health("ingest")
         self._clock = clock

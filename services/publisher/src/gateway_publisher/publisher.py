@@ -119,7 +119,7 @@ class Publisher:
         flight: until then the window is one record (with its DBIRTH), so that a broker that
         closes the connection on one record is caught at it (answers.py)."""
         self._published_at = 0.0
-        """time.monotonic() of the last DDATA published."""
+        """time.monotonic() of the last message (DBIRTH or DDATA) published."""
 
     @property
     def registry(self) -> DeviceRegistry:
