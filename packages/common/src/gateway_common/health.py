@@ -96,7 +96,8 @@ class Health:
         """`component` (serial, redis, mqtt, ...) is not working, for `reason`.
 
         `restart_helps=False` marks a problem that a restart of this process cannot fix and
-        would make worse (ingest losing its buffer while Redis is away): it makes the service
+        would make worse (ingest losing its buffer while Redis is away; its clock behind, when a
+        restart would only add a gap): it makes the service
         unhealthy, but never makes the watchdog stop it, and while it lasts no other problem
         does either.
         """

@@ -20,11 +20,12 @@ DASH7 network's frames, dead-lettered one a second for a month, would otherwise 
 
 A stream whose expected consumer groups do not all exist yet (a decoder that has not started,
 say) is not trimmed at all: its entries wait for a group that will be created starting at 0. A
-stream that needs no group (the dead letters, which nobody consumes) is trimmed by age only,
-unless a group was created on it anyway, which is then respected like any other. The flip side:
-an abandoned consumer group (a tool's group nobody reads any more) holds trimming back for good,
-and the stream grows until it is destroyed (`XGROUP DESTROY`); `stream_not_trimmed` (debug) and
-`limited_by` in `stream_trimmed` name the group that holds it back.
+stream that needs no group (the dead letters, which nobody consumes) is trimmed by age (and to
+its length ceiling, above), unless a group was created on it anyway, which is then respected
+like any other. The flip side: an abandoned consumer group (a tool's group nobody reads any
+more) holds trimming back for good, and the stream grows until it is destroyed (`XGROUP
+DESTROY`); `stream_not_trimmed` (debug) and `limited_by` in `stream_trimmed` name the group that
+holds it back.
 
 Approximate trimming (`MINID ~`) would be safe too (it only ever keeps more), but it removes
 whole macro nodes only; exact trimming frees whole nodes just as cheaply and marks the entries

@@ -6,7 +6,9 @@ gone, or by this one after an unexpected error). Each batch is decoded, then han
 atomic step per frame (see handoff.py). A frame whose decoding raises unexpectedly stays pending
 and is retried when claimed again; at its `max_attempts`-th delivery it is dead-lettered instead.
 Every `trim_interval_s` the loop also trims `{p}:frames` behind every consumer group (keeping
-`frames_retention_s` of raw frames for re-decoding) and `{p}:dead` by age (see retention.py).
+`frames_retention_s` of raw frames for re-decoding) and `{p}:dead` by age and to its length
+ceiling (see retention.py); it does so first in every turn, whatever else fails, as trimming is
+what frees a full Redis.
 """
 
 from __future__ import annotations

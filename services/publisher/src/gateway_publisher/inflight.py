@@ -1,6 +1,7 @@
 """The messages in flight on the current connection, and the DBIRTH each DDATA went out behind.
 
-A DDATA goes out right behind its device's DBIRTH, without waiting for the DBIRTH's PUBACK. If
+A DDATA goes out right behind its device's DBIRTH, without waiting for the DBIRTH's PUBACK
+(unless the broker takes one message at a time: Receive Maximum 1; publisher.py). If
 the broker then refuses the DBIRTH, the DDATA published behind it on that connection must not
 count as delivered, whatever the broker answers to them (protocol.md §4: the DBIRTH comes
 before the first DDATA): `birth_answered` takes them back. Their own answers are ignored when
