@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for every gateway service; docker-compose.yml picks the command (gateway-ingest,
 # gateway-decoder, gateway-publisher, gateway-sim, gatewayctl, gateway-healthcheck).
 #

@@ -7,7 +7,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 PY := $(VENV)/bin/python
 
-.PHONY: help install test check lint format typecheck demo bench clean compose-check
+.PHONY: help install test container-test check lint format typecheck demo bench clean compose-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ install: $(VENV)/.installed ## Create .venv/ with the services, gatewayctl and t
 
 test: install ## Run every test (unit, integration against Redis+Mosquitto on loopback, system)
 	$(PY) -m pytest
+
+container-test: install ## The images built and run under a real Docker engine (starts one as root on Debian)
+	tests/containers/run.sh
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .

