@@ -20,7 +20,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parent
 VECTORS_PATH = Path(
-    os.environ.get("GATEWAY_VECTORS", str(ROOT.parent / "shared" / "vectors" / "frames.json"))
+    os.environ.get("GATEWAY_VECTORS", str(ROOT / "tests" / "vectors" / "frames.json"))
 )
 
 
@@ -32,7 +32,7 @@ class Broker:
 
 @pytest.fixture(scope="session")
 def vectors() -> list[dict[str, Any]]:
-    """The shared test vectors (../shared/vectors/frames.json)."""
+    """The test vectors (tests/vectors/frames.json; GATEWAY_VECTORS overrides the path)."""
     cases: list[dict[str, Any]] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))["cases"]
     return cases
 

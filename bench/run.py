@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 LOOPBACK = "127.0.0.1"
 BIN_DIR = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS = Path(os.environ.get("GATEWAY_VECTORS", str(ROOT.parent / "shared/vectors/frames.json")))
+VECTORS = Path(os.environ.get("GATEWAY_VECTORS", str(ROOT / "tests" / "vectors" / "frames.json")))
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 PREFIX = "bench"
 TOPIC_ROOT = "bench"
@@ -416,14 +416,14 @@ def serial_frames(first_seq: int, count: int, first_counter: int) -> list[tuple[
 
 
 def vector_energy_alp() -> tuple[bytes, str]:
-    """The shared vector `energy_uid` (the issue's "energy frame"), or one built here."""
+    """The test vector `energy_uid` (the issue's "energy frame"), or one built here."""
     try:
         cases = json.loads(VECTORS.read_text(encoding="utf-8"))["cases"]
         case = next(c for c in cases if c["name"] == "energy_uid")
         frame = bytes.fromhex(case["frame_hex"])
     except (OSError, ValueError, KeyError, StopIteration):
         return energy_alp(1), "energy frame built by bench/run.py"
-    return frame[7:], f"shared vector energy_uid ({len(frame)} bytes on the line)"
+    return frame[7:], f"test vector energy_uid ({len(frame)} bytes on the line)"
 
 
 # ------------------------------------------------------------------------------- the subscriber

@@ -1,4 +1,4 @@
-"""The framer against the shared vectors and against arbitrary splits, garbage and noise."""
+"""The framer against the test vectors and against arbitrary splits, garbage and noise."""
 
 from __future__ import annotations
 

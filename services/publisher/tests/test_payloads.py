@@ -1,4 +1,4 @@
-"""DBIRTH / DDATA payloads against protocol.md section 4 and the shared vectors.
+"""DBIRTH / DDATA payloads against protocol.md section 4 and the test vectors.
 
 The records are built the way the decoder builds them, straight from the vectors' bytes
 (parsed here with struct, independently of the decoder), so a wrong metric order, name, type

@@ -56,7 +56,7 @@ class ListTransport:
 def test_first_frame_is_rebooted_power_on_with_counter_1() -> None:
     modem = Modem()
     assert read_frames(modem.boot()) == [(1, MessageType.REBOOTED, b"\x00")]
-    assert modem.boot() == bytes.fromhex("C0 00 01 05 01 E1 F0 00")  # the shared vector
+    assert modem.boot() == bytes.fromhex("C0 00 01 05 01 E1 F0 00")  # the test vector
 
 
 def test_counter_wraps_from_255_to_0_and_reboot_restarts_it() -> None:

@@ -12,7 +12,7 @@ Rules:
   byte after it, so a valid frame that starts anywhere inside the bad frame's claimed length (or
   right after it) is still found. The bytes discarded by that hunt (the rest of the bad frame and
   any garbage up to the next sync) belong to the same error: they are counted in its `skipped`,
-  not as a `sync` error of their own (shared vector `bad_crc_then_good`: one error, `crc`). The
+  not as a `sync` error of their own (test vector `bad_crc_then_good`: one error, `crc`). The
   event is emitted when that hunt ends: at the next sync, or by `drop_partial` on an idle line.
 - A corrupted length byte can make the framer wait for up to 255 payload bytes. Good frames that
   arrive meanwhile are kept in the buffer and found as soon as enough bytes have arrived for the
