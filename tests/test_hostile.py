@@ -181,7 +181,7 @@ def bit_flipped(frame: bytes, rng: random.Random) -> bytes:
     """A copy with one bit flipped anywhere but the counter byte.
 
     The CRC covers the payload only: a flip in the counter gives a valid frame, an undetectable
-    duplicate (README, guarantees). A flip in the type byte gives a frame of another type.
+    duplicate (docs/guarantees.md). A flip in the type byte gives a frame of another type.
     """
     pos = rng.choice([i for i in range(len(frame)) if i != 2])
     return frame[:pos] + bytes((frame[pos] ^ (1 << rng.randrange(8)),)) + frame[pos + 1 :]

@@ -126,7 +126,8 @@ def test_a_bare_close_on_a_record_blames_nothing(
     broker, proxy, topic_root, subscriber, start_publisher, records_stream, clear_retained
 ) -> None:
     """Without a DISCONNECT saying why, a lost connection looks like a network loss or a broker
-    restart: nothing is dead-lettered for it, however often (the record waits; README)."""
+    restart: nothing is dead-lettered for it, however often (the record waits;
+    docs/guarantees.md)."""
     live = subscriber(broker.host, broker.port, f"{topic_root}/#")
     proxy.cut_on(b"BAD8", reason_code=None)
     first, stuck = button("R3", T0), button("BAD8", T0 + 1)
