@@ -48,4 +48,8 @@ fi
 log "engine: $("$DOCKER" version --format 'server {{.Server.Version}}, client {{.Client.Version}}')"
 
 "$root/tests/containers/standins.sh"
-"$root/.venv/bin/python" -m pytest -m container --timeout 900 "$root/tests/containers" "$@"
+status=0
+"$root/.venv/bin/python" -m pytest -m container --timeout 900 "$root/tests/containers" "$@" || status=$?
+# Each build of a changed tree leaves the previous test image dangling: remove those only.
+"$DOCKER" image prune -f --filter label=com.docker.compose.service=publisher-demo >/dev/null || true
+exit "$status"
