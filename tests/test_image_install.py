@@ -469,4 +469,4 @@ def test_every_workspace_member_is_copied_for_the_dependency_layer() -> None:
 def test_no_syntax_directive_that_would_fetch_a_frontend_image() -> None:
     # `# syntax=` makes BuildKit pull a frontend image from a registry before it builds.
     first_lines = DOCKERFILE.read_text(encoding="utf-8").splitlines()[:5]
-    assert not [line for line in first_lines if re.match(r"#\s*syntax\s*=", line, re.I)]
+    assert not [line for line in first_lines if re.match(r"#\s*syntax\s*=", line, re.IGNORECASE)]
