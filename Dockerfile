@@ -23,6 +23,7 @@ RUN pip install --no-cache-dir 'uv==0.13.9'
 WORKDIR /src
 # Dependencies first, from the lockfile only: this layer is reused until uv.lock changes.
 COPY uv.lock pyproject.toml ./
+COPY packages/dash7/pyproject.toml packages/dash7/
 COPY packages/common/pyproject.toml packages/common/
 COPY packages/ctl/pyproject.toml packages/ctl/
 COPY services/ingest/pyproject.toml services/ingest/
