@@ -17,12 +17,12 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/opt/venv
-# The uv of the Makefile; the slim image has no compiler, so every dependency comes as a wheel
-# (crcmod, sdist only, falls back to its pure-Python version).
+# The uv of the Makefile; the slim image has no compiler, so every dependency comes as a wheel.
 RUN pip install --no-cache-dir 'uv==0.13.9'
 WORKDIR /src
 # Dependencies first, from the lockfile only: this layer is reused until uv.lock changes.
 COPY uv.lock pyproject.toml ./
+COPY packages/dash7/pyproject.toml packages/dash7/
 COPY packages/common/pyproject.toml packages/common/
 COPY packages/ctl/pyproject.toml packages/ctl/
 COPY services/ingest/pyproject.toml services/ingest/

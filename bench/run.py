@@ -44,12 +44,20 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_common.entries import FrameEntry, Record, decode_frame, decode_record, encode
-from gateway_common.serial_protocol import MessageType, encode_frame
+from gateway_common.records import decode_alp, decode_entry
 from gateway_common.streams import DECODER_GROUP, ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
-from gateway_decoder.alp import parse_unsolicited
-from gateway_decoder.decoding import decode_alp, decode_entry
-from gateway_decoder.reference_alp import parse_reference
-from gateway_simulator.alp import Energy, InterfaceStatus, energy_file, unsolicited_message
+from gateway_dash7 import (
+    D7Status,
+    EnergyFile,
+    MessageType,
+    encode_frame,
+    encode_unsolicited,
+    parse_unsolicited,
+)
+
+# The d7a oracle is a test module of the codec (d7a is a dev dependency), not installed code.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "packages" / "dash7" / "tests"))
+from reference_alp import parse_reference
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -393,14 +401,14 @@ def device_address(seq: int) -> bytes:
 
 def energy_alp(seq: int) -> bytes:
     """An EnergyFile whose phase-1 active energy is `seq`: each DDATA names its frame."""
-    energy = Energy(
+    energy = EnergyFile(
         apparent_energy_vah=(1_234_567 + seq, 2_345_678, 3_456_789),
         active_energy_wh=(seq, 1_000_000, 2_000_000),
         current_ma=(1500, 1600, 1700),
         voltage_v=(230, 231, 229),
     )
-    status = InterfaceStatus(address=device_address(seq), sequence=seq % 256)
-    return unsolicited_message(52, energy_file(energy), status)
+    status = D7Status(address=device_address(seq), sequence=seq % 256)
+    return encode_unsolicited(52, energy.encode(), status)
 
 
 def serial_frames(first_seq: int, count: int, first_counter: int) -> list[tuple[int, bytes]]:

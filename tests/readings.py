@@ -10,22 +10,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway_common.serial_protocol import MessageType, encode_frame
-from gateway_simulator.alp import Energy, InterfaceStatus, energy_file, unsolicited_message
+from gateway_dash7 import (
+    ENERGY_FILE_ID,
+    D7Status,
+    EnergyFile,
+    MessageType,
+    device_id,
+    encode_frame,
+    encode_unsolicited,
+)
 
 DEVICES = tuple(bytes((0x00, 0x0B, 0x57, 0x00, 0x00, 0x91, 0x51, d)) for d in range(5))
 ACTIVE_1 = "Énergie active/Phase 1"
-ENERGY_FILE_ID = 52
 
 
-def device_id(address: bytes) -> str:
-    """protocol.md section 4: upper-case hex, no `0x`, no zero padding."""
-    return format(int.from_bytes(address, "big"), "X")
-
-
-def reading(seq: int) -> tuple[bytes, Energy, int]:
+def reading(seq: int) -> tuple[bytes, EnergyFile, int]:
     """Reading number `seq`: its sender, its values, its link budget."""
-    energy = Energy(
+    energy = EnergyFile(
         apparent_energy_vah=(3 * seq, 3 * seq + 1, -3 * seq),
         active_energy_wh=(seq, seq + 1, seq + 2),
         current_ma=(seq % 40_000, -(seq % 977), 7),
@@ -34,14 +35,14 @@ def reading(seq: int) -> tuple[bytes, Energy, int]:
     return DEVICES[seq % len(DEVICES)], energy, 20 + seq % 200
 
 
-def status_of(seq: int) -> InterfaceStatus:
+def status_of(seq: int) -> D7Status:
     address, _energy, link_budget = reading(seq)
-    return InterfaceStatus(address=address, link_budget=link_budget, sequence=seq % 256)
+    return D7Status(address=address, link_budget=link_budget, sequence=seq % 256)
 
 
 def alp_of(seq: int) -> bytes:
     """The ALP command of reading `seq`: ReturnFileData of the EnergyFile, then the status."""
-    return unsolicited_message(ENERGY_FILE_ID, energy_file(reading(seq)[1]), status_of(seq))
+    return encode_unsolicited(ENERGY_FILE_ID, reading(seq)[1].encode(), status_of(seq))
 
 
 def frame_of(seq: int) -> bytes:

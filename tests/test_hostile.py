@@ -20,20 +20,21 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from gateway_common.entries import decode_dead_letter, decode_record
-from gateway_common.serial_protocol import MessageType, encode_frame
 from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP, StreamKeys
-from gateway_simulator.alp import (
+from gateway_dash7 import (
+    ENERGY_FILE_ID,
     AddressType,
-    InterfaceStatus,
-    energy_file,
-    length_operand,
-    unsolicited_message,
+    D7Status,
+    MessageType,
+    encode_frame,
+    encode_length_operand,
+    encode_status_action,
+    encode_unsolicited,
 )
 
 from .chaos_rig import choose_seed
 from .conftest import EDGE_NODE_ID, PROJECT_ID
 from .readings import (
-    ENERGY_FILE_ID,
     alp_of,
     ddata_topic,
     expected_metrics,
@@ -65,10 +66,10 @@ def _truncated(seq: int, rng: random.Random) -> tuple[bytes, str]:
 
 
 def _file_length_off_by_one(seq: int, rng: random.Random) -> tuple[bytes, str]:
-    data = energy_file(reading(seq)[1])
+    data = reading(seq)[1].encode()
     declared = len(data) + rng.choice((-1, 1))
-    alp = bytes((0x20, ENERGY_FILE_ID, 0)) + length_operand(declared) + data
-    return alp + status_of(seq).encode(), MALFORMED
+    alp = bytes((0x20, ENERGY_FILE_ID, 0)) + encode_length_operand(declared) + data
+    return alp + encode_status_action(status_of(seq)), MALFORMED
 
 
 def _unknown_first_opcode(seq: int, rng: random.Random) -> tuple[bytes, str]:
@@ -78,20 +79,20 @@ def _unknown_first_opcode(seq: int, rng: random.Random) -> tuple[bytes, str]:
 
 def _unknown_second_action(seq: int, rng: random.Random) -> tuple[bytes, str]:
     alp = alp_of(seq)
-    status_at = len(alp) - len(status_of(seq).encode())
+    status_at = len(alp) - len(encode_status_action(status_of(seq)))
     header = rng.choice([op for op in range(64) if op != 34]) | 0x40
     return alp[:status_at] + bytes((header,)) + alp[status_at + 1 :], MALFORMED
 
 
 def _wrong_interface(seq: int, _rng: random.Random) -> tuple[bytes, str]:
     alp = alp_of(seq)
-    status_at = len(alp) - len(status_of(seq).encode())
+    status_at = len(alp) - len(encode_status_action(status_of(seq)))
     return alp[: status_at + 1] + b"\xd6" + alp[status_at + 2 :], MALFORMED
 
 
 def _status_len_mismatch(seq: int, rng: random.Random) -> tuple[bytes, str]:
     alp = bytearray(alp_of(seq))
-    len_at = len(alp) - len(status_of(seq).encode()) + 2
+    len_at = len(alp) - len(encode_status_action(status_of(seq))) + 2
     alp[len_at] = alp[len_at] + rng.choice((-1, 1, -8))
     return bytes(alp), MALFORMED
 
@@ -115,19 +116,19 @@ def _empty(_seq: int, _rng: random.Random) -> tuple[bytes, str]:
 
 
 def _short_energy_file(seq: int, rng: random.Random) -> tuple[bytes, str]:
-    data = energy_file(reading(seq)[1])[: rng.randrange(1, 67)]
-    return unsolicited_message(ENERGY_FILE_ID, data, status_of(seq)), "wrong EnergyFile length"
+    data = reading(seq)[1].encode()[: rng.randrange(1, 67)]
+    return encode_unsolicited(ENERGY_FILE_ID, data, status_of(seq)), "wrong EnergyFile length"
 
 
 def _unknown_file(seq: int, _rng: random.Random) -> tuple[bytes, str]:
-    data = energy_file(reading(seq)[1])
-    return unsolicited_message(64, data, status_of(seq)), "unknown file id 64"
+    data = reading(seq)[1].encode()
+    return encode_unsolicited(64, data, status_of(seq)), "unknown file id 64"
 
 
 def _sender(kind: AddressType, address: bytes) -> Malformation:
     def build(seq: int, _rng: random.Random) -> tuple[bytes, str]:
-        status = InterfaceStatus(address=address, address_type=kind, sequence=seq % 256)
-        return unsolicited_message(ENERGY_FILE_ID, energy_file(reading(seq)[1]), status), (
+        status = D7Status(address=address, address_type=kind, sequence=seq % 256)
+        return encode_unsolicited(ENERGY_FILE_ID, reading(seq)[1].encode(), status), (
             f"unattributable sender ({kind.name})"
         )
 
@@ -135,15 +136,14 @@ def _sender(kind: AddressType, address: bytes) -> Malformation:
 
 
 def _no_status(seq: int, _rng: random.Random) -> tuple[bytes, str]:
-    file_part = alp_of(seq)[: -len(status_of(seq).encode())]
+    file_part = alp_of(seq)[: -len(encode_status_action(status_of(seq)))]
     return file_part + b"\x62\xd7\x00", "unattributable sender (no status)"
 
 
 def _partial_file(seq: int, rng: random.Random) -> tuple[bytes, str]:
-    data = energy_file(reading(seq)[1])
+    data = reading(seq)[1].encode()
     offset = rng.randrange(1, 60)
-    alp = bytes((0x20, ENERGY_FILE_ID)) + length_operand(offset) + length_operand(len(data)) + data
-    return alp + status_of(seq).encode(), "partial file data"
+    return encode_unsolicited(ENERGY_FILE_ID, data, status_of(seq), offset), "partial file data"
 
 
 MALFORMATIONS: tuple[Malformation, ...] = (

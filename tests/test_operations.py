@@ -16,15 +16,15 @@ import pytest
 import redis
 
 from gateway_common.entries import decode_dead_letter, decode_frame
-from gateway_common.serial_protocol import MessageType, encode_frame
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
-from gateway_simulator.alp import (
-    Energy,
-    InterfaceStatus,
-    button_file,
-    energy_config_file,
-    energy_file,
-    unsolicited_message,
+from gateway_dash7 import (
+    ButtonFile,
+    D7Status,
+    EnergyConfigFile,
+    EnergyFile,
+    MessageType,
+    encode_frame,
+    encode_unsolicited,
 )
 from private_servers import free_port
 
@@ -62,13 +62,13 @@ REQUIRED = {
 
 
 def frames() -> list[bytes]:
-    energy = Energy((10, 20, 30), (40, 50, 60), (700, 800, 900), (230, 231, 229))
+    energy = EnergyFile((10, 20, 30), (40, 50, 60), (700, 800, 900), (230, 231, 229))
     alps = [
-        unsolicited_message(52, energy_file(energy), InterfaceStatus(A, link_budget=71)),
-        unsolicited_message(51, button_file(1, 1, 1), InterfaceStatus(B, link_budget=65)),
-        unsolicited_message(64, b"\x01\x02\x03\x04", InterfaceStatus(A)),  # unknown file
-        unsolicited_message(62, energy_config_file(60), InterfaceStatus(A)),
-        unsolicited_message(52, energy_file(energy), InterfaceStatus(A, link_budget=72)),
+        encode_unsolicited(52, energy.encode(), D7Status(A, link_budget=71)),
+        encode_unsolicited(51, ButtonFile(1, 1, 1).encode(), D7Status(B, link_budget=65)),
+        encode_unsolicited(64, b"\x01\x02\x03\x04", D7Status(A)),  # unknown file
+        encode_unsolicited(62, EnergyConfigFile(60).encode(), D7Status(A)),
+        encode_unsolicited(52, energy.encode(), D7Status(A, link_budget=72)),
     ]
     return [encode_frame(i + 1, MessageType.ALP_DATA, alp) for i, alp in enumerate(alps)]
 

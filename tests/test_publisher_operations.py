@@ -15,22 +15,16 @@ import pytest
 import redis
 
 from gateway_common.entries import Record, encode
+from gateway_common.records import decode_alp
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
-from gateway_decoder.decoding import decode_alp
-from gateway_simulator.alp import (
-    Energy,
-    InterfaceStatus,
-    energy_config_file,
-    energy_file,
-    unsolicited_message,
-)
+from gateway_dash7 import D7Status, EnergyConfigFile, EnergyFile, encode_unsolicited
 from private_servers import PrivateBroker, find_binary, free_port, stop_process
 
 from .ops_helpers import BIN, gatewayctl, http_get, sample, wait_until
 
 pytestmark = pytest.mark.integration
 
-ENERGY = Energy((1, 2, 3), (4, 5, 6), (7, 8, 9), (230, 231, 232))
+ENERGY = EnergyFile((1, 2, 3), (4, 5, 6), (7, 8, 9), (230, 231, 232))
 
 
 @pytest.fixture
@@ -96,10 +90,8 @@ def test_mqtt_connected_drops_to_0_within_seconds_of_an_outage(
 
 
 def reading(address: bytes, received_at: float, frame_id: str, config_s: int = 0) -> Record:
-    file_id, data = (62, energy_config_file(config_s)) if config_s else (52, energy_file(ENERGY))
-    record = decode_alp(
-        frame_id, unsolicited_message(file_id, data, InterfaceStatus(address)), received_at
-    )
+    file_id, data = (62, EnergyConfigFile(config_s).encode()) if config_s else (52, ENERGY.encode())
+    record = decode_alp(frame_id, encode_unsolicited(file_id, data, D7Status(address)), received_at)
     assert isinstance(record, Record)
     return record
 

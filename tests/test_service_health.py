@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway_common.health import EXIT_UNHEALTHY
-from gateway_common.serial_protocol import MessageType, encode_frame
+from gateway_dash7 import MessageType, encode_frame
 from private_servers import free_port
 
 BIN = Path(sys.executable).parent

@@ -13,17 +13,18 @@ import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway_common.entries import decode_dead_letter
-from gateway_common.serial_protocol import MessageType, encode_frame
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
-from gateway_simulator.alp import (
+from gateway_dash7 import (
     AddressType,
-    Energy,
-    InterfaceStatus,
-    button_file,
-    energy_config_file,
-    energy_file,
-    unsolicited_message,
+    ButtonFile,
+    D7Status,
+    EnergyConfigFile,
+    EnergyFile,
+    MessageType,
+    encode_frame,
+    encode_unsolicited,
 )
+from gateway_dash7 import device_id as device_id_of
 
 from .conftest import EDGE_NODE_ID, PROJECT_ID, Gateway, Message, ModemLine, Subscriber
 
@@ -157,7 +158,7 @@ def test_every_vector_yields_exactly_the_expected_messages(
 # ---------------------------------------------------------------- frames never seen before
 
 
-def energy_metrics(e: Energy, link_budget: int) -> list[dict[str, Any]]:
+def energy_metrics(e: EnergyFile, link_budget: int) -> list[dict[str, Any]]:
     if not e.measurement_valid:
         return [
             {"name": "Force du signal radio DASH7", "dataType": "Short", "value": link_budget},
@@ -182,17 +183,13 @@ def button_metrics(state: int, link_budget: int) -> list[dict[str, Any]]:
     ]
 
 
-def device_id_of(address: bytes) -> str:
-    return format(int.from_bytes(address, "big"), "X")
-
-
 def random_message(rng: random.Random) -> tuple[bytes, str, list[dict[str, Any]] | None]:
     if rng.random() < 0.8:
         address, kind = bytes(rng.randrange(256) for _ in range(8)), AddressType.UID
     else:
         address, kind = bytes(rng.randrange(256) for _ in range(2)), AddressType.VID
     link_budget = rng.randrange(256)
-    status = InterfaceStatus(
+    status = D7Status(
         address=address,
         address_type=kind,
         rx_level=rng.randrange(256),
@@ -201,20 +198,20 @@ def random_message(rng: random.Random) -> tuple[bytes, str, list[dict[str, Any]]
     )
     roll = rng.random()
     if roll < 0.6:
-        energy = Energy(
+        energy = EnergyFile(
             tuple(rng.randrange(-(2**63), 2**63) for _ in PHASES),  # type: ignore[arg-type]
             tuple(rng.randrange(0, 2**40) for _ in PHASES),  # type: ignore[arg-type]
             tuple(rng.randrange(-(2**31), 2**31) for _ in PHASES),  # type: ignore[arg-type]
             tuple(rng.randrange(-(2**15), 2**15) for _ in PHASES),  # type: ignore[arg-type]
             measurement_valid=rng.random() < 0.85,
         )
-        alp = unsolicited_message(52, energy_file(energy), status)
+        alp = encode_unsolicited(52, energy.encode(), status)
         return alp, device_id_of(address), energy_metrics(energy, link_budget)
     if roll < 0.9:
         state = rng.randrange(8)
-        alp = unsolicited_message(51, button_file(rng.randrange(1, 4), 1, state), status)
+        alp = encode_unsolicited(51, ButtonFile(rng.randrange(1, 4), 1, state).encode(), status)
         return alp, device_id_of(address), button_metrics(state, link_budget)
-    alp = unsolicited_message(62, energy_config_file(rng.randrange(60, 3600)), status)
+    alp = encode_unsolicited(62, EnergyConfigFile(rng.randrange(60, 3600)).encode(), status)
     return alp, device_id_of(address), None
 
 

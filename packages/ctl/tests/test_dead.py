@@ -13,15 +13,15 @@ from gateway_common.entries import (
     decode_frame,
     encode,
 )
+from gateway_common.records import Rejection, decode_alp
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
 from gateway_ctl import dead
-from gateway_decoder.decoding import Rejection, decode_alp
-from gateway_simulator.alp import InterfaceStatus, unsolicited_message
+from gateway_dash7 import D7Status, encode_unsolicited
 
 pytestmark = pytest.mark.integration
 
 RX = 1_767_225_600.25
-UNKNOWN_FILE_ALP = unsolicited_message(64, b"\x01\x02\x03", InterfaceStatus(bytes(range(1, 9))))
+UNKNOWN_FILE_ALP = encode_unsolicited(64, b"\x01\x02\x03", D7Status(bytes(range(1, 9))))
 
 
 def decoder_letter(keys: StreamKeys, **detail: object) -> DeadLetter:

@@ -8,31 +8,25 @@ import pytest
 import redis
 
 from gateway_common.entries import FrameEntry, Record, decode_record, encode
+from gateway_common.records import decode_alp
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
-from gateway_decoder.decoding import decode_alp
-from gateway_simulator.alp import (
-    Energy,
-    InterfaceStatus,
-    button_file,
-    energy_file,
-    unsolicited_message,
-)
+from gateway_dash7 import ButtonFile, D7Status, EnergyFile, encode_unsolicited
 
 pytestmark = pytest.mark.integration
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 A = bytes.fromhex("0102030405060708")
 B = bytes.fromhex("1112131415161718")
-ENERGY = Energy((1, 2, 3), (4, 5, 6), (7, 8, 9), (230, 231, 232))
+ENERGY = EnergyFile((1, 2, 3), (4, 5, 6), (7, 8, 9), (230, 231, 232))
 
 
 def alp_of(address: bytes, file: str, seq: int) -> bytes:
-    status = InterfaceStatus(address, link_budget=60 + seq, sequence=seq)
+    status = D7Status(address, link_budget=60 + seq, sequence=seq)
     if file == "energy":
-        return unsolicited_message(52, energy_file(ENERGY), status)
+        return encode_unsolicited(52, ENERGY.encode(), status)
     if file == "button":
-        return unsolicited_message(51, button_file(1, 1, seq % 2), status)
-    return unsolicited_message(64, b"\x00", status)  # unknown file
+        return encode_unsolicited(51, ButtonFile(1, 1, seq % 2).encode(), status)
+    return encode_unsolicited(64, b"\x00", status)  # unknown file
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from gateway_common.entries import (
     encode,
 )
 from gateway_common.lifecycle import StopSignal
+from gateway_common.records import decode_entry
 from gateway_common.redis_conn import ensure_group
 from gateway_common.streams import DECODER_GROUP, StreamKeys
 from gateway_decoder.decoder import run
-from gateway_decoder.decoding import decode_entry
 from gateway_decoder.settings import DecoderSettings
 
 if TYPE_CHECKING:

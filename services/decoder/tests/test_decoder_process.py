@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from gateway_common.entries import FrameEntry, decode_record, encode
-from gateway_simulator import alp as sim
+from gateway_dash7 import AddressType, ButtonFile, D7Status, EnergyConfigFile, encode_unsolicited
 from private_servers import PrivateRedis, find_binary
 
 from .conftest import wait_until
@@ -43,9 +43,9 @@ def private_redis(tmp_path):
 
 
 def _frames(client: redis.Redis, count: int) -> None:
-    status = sim.InterfaceStatus(address=b"\xab\xcd", address_type=sim.AddressType.VID)
+    status = D7Status(address=b"\xab\xcd", address_type=AddressType.VID)
     for n in range(count):
-        alp = sim.unsolicited_message(51, sim.button_file(n, 1, 1), status)
+        alp = encode_unsolicited(51, ButtonFile(n, 1, 1).encode(), status)
         client.xadd("gw:frames", {b"d": encode(FrameEntry(alp, time.time(), n))})
 
 
@@ -89,9 +89,9 @@ def test_console_script_decodes_and_stops_on_sigterm(redis_url, streams):
         [str(DECODER)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        status = sim.InterfaceStatus(address=b"\x00\x0b\x57\x00\x00\x91\x51\xdc")
+        status = D7Status(address=b"\x00\x0b\x57\x00\x00\x91\x51\xdc")
         (frame_id,) = streams.add_frames(
-            [sim.unsolicited_message(62, sim.energy_config_file(600, enabled=True), status)]
+            [encode_unsolicited(62, EnergyConfigFile(600, enabled=True).encode(), status)]
         )
         wait_until(lambda: streams.outputs() == 1)
         (record,) = streams.records()
@@ -150,8 +150,8 @@ def test_a_decoder_started_on_a_full_redis_trims_the_archive_that_fills_it(
 def test_dead_letters_beyond_the_ceiling_are_trimmed_and_counted(
     redis_client, stream_prefix, start_decoder
 ):
-    vid = sim.InterfaceStatus(address=b"\xab\xcd", address_type=sim.AddressType.VID)
-    bad = sim.unsolicited_message(64, b"\x00" * 4, vid)
+    vid = D7Status(address=b"\xab\xcd", address_type=AddressType.VID)
+    bad = encode_unsolicited(64, b"\x00" * 4, vid)
     for n in range(5):  # unknown file id 64: five dead letters
         entry = encode(FrameEntry(bad, time.time(), n))
         redis_client.xadd(f"{stream_prefix}:frames", {b"d": entry})

@@ -7,10 +7,10 @@ import threading
 import pytest
 
 from gateway_common.entries import FrameEntry, Record, encode
+from gateway_common.records import decode_entry
 from gateway_common.streams import DECODER_GROUP
-from gateway_decoder.decoding import decode_entry
+from gateway_dash7 import AddressType, ButtonFile, D7Status, EnergyFile, encode_unsolicited
 from gateway_decoder.handoff import FrameHandoff, Output
-from gateway_simulator import alp as sim
 
 from .conftest import wait_until
 
@@ -20,9 +20,7 @@ UID = bytes.fromhex("323636300039004C")
 
 
 def _button(n: int, address: bytes = UID) -> bytes:
-    return sim.unsolicited_message(
-        51, sim.button_file(n % 256, 1, n % 2), sim.InterfaceStatus(address=address)
-    )
+    return encode_unsolicited(51, ButtonFile(n % 256, 1, n % 2).encode(), D7Status(address=address))
 
 
 def _handoff(redis_client, streams, consumer: str, batch_size: int = 100) -> FrameHandoff:
@@ -193,9 +191,9 @@ def test_unexpected_error_is_dead_lettered_after_max_attempts(streams, start_dec
 
 
 def test_records_round_trip_the_shared_schema(streams, start_decoder):
-    energy = sim.Energy((1, 2, 3), (4, 5, 6), (-7, 8, 9), (230, 231, 232), measurement_valid=True)
-    status = sim.InterfaceStatus(address=b"\xab\xcd", address_type=sim.AddressType.VID)
-    (frame_id,) = streams.add_frames([sim.unsolicited_message(52, sim.energy_file(energy), status)])
+    energy = EnergyFile((1, 2, 3), (4, 5, 6), (-7, 8, 9), (230, 231, 232), measurement_valid=True)
+    status = D7Status(address=b"\xab\xcd", address_type=AddressType.VID)
+    (frame_id,) = streams.add_frames([encode_unsolicited(52, energy.encode(), status)])
     start_decoder()
     wait_until(lambda: streams.outputs() == 1)
     assert streams.pending() == 0

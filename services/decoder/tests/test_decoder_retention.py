@@ -7,7 +7,7 @@ import time
 import pytest
 
 from gateway_common.streams import DECODER_GROUP
-from gateway_simulator import alp as sim
+from gateway_dash7 import ButtonFile, D7Status, encode_unsolicited
 
 from .conftest import wait_until
 from .test_decoder_redis import FailingDecode
@@ -19,9 +19,7 @@ DAY_MS = 86_400_000
 
 
 def _button(n: int) -> bytes:
-    return sim.unsolicited_message(
-        51, sim.button_file(n % 256, 1, n % 2), sim.InterfaceStatus(address=UID)
-    )
+    return encode_unsolicited(51, ButtonFile(n % 256, 1, n % 2).encode(), D7Status(address=UID))
 
 
 def _ids(client, stream: str) -> list[str]:

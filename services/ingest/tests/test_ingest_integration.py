@@ -22,10 +22,9 @@ from prometheus_client import CollectorRegistry
 
 from gateway_common.entries import FrameEntry, decode_frame
 from gateway_common.lifecycle import StopSignal
-from gateway_common.serial_protocol import MessageType, RebootReason, encode_frame
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
-from gateway_ingest.counters import CounterState
-from gateway_ingest.frame_sink import FrameSink, load_counter_state
+from gateway_dash7 import MessageType, RebootReason, encode_frame
+from gateway_ingest.frame_sink import CounterState, FrameSink, load_counter_state
 from gateway_ingest.ingest import run
 from gateway_ingest.metrics import IngestMetrics
 from gateway_ingest.settings import IngestSettings

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway_common.entries import Record
-from gateway_common.serial_protocol import crc16
+from gateway_dash7 import crc16
 from gateway_publisher.payloads import (
     ACTIVE,
     APPARENT,

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway_common.lifecycle import StopSignal
-from gateway_common.serial_protocol import MessageType, crc16
+from gateway_dash7 import MessageType, crc16
 from gateway_simulator.modem import Modem
 from gateway_simulator.sensors import Behaviour, make_sensors
 from gateway_simulator.simulation import run

@@ -6,7 +6,7 @@ import struct
 import subprocess
 import sys
 
-from gateway_simulator.alp import BUTTON_FILE_ID, ENERGY_CONFIG_FILE_ID, ENERGY_FILE_ID
+from gateway_dash7 import BUTTON_FILE_ID, ENERGY_CONFIG_FILE_ID, ENERGY_FILE_ID
 from gateway_simulator.sensors import UID_OUI, Behaviour, make_sensors, sensor_uid
 from gateway_simulator.timeline import EventKind, Timeline
 

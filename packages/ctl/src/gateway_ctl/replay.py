@@ -19,9 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from gateway_common.entries import EntryError, Record, decode_frame, encode
+from gateway_common.records import decode_entry
 from gateway_common.streams import ENTRY_FIELD
 from gateway_ctl.output import as_text, iso_time
-from gateway_decoder.decoding import decode_entry
 
 if TYPE_CHECKING:
     import redis

@@ -20,9 +20,9 @@ from gateway_common.backoff import Backoff
 from gateway_common.entries import DeadLetter, EntryError, Record, decode_frame, encode
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
+from gateway_common.records import DecodeFunction, Outcome, Rejection, decode_entry
 from gateway_common.retention import RetentionRule, StreamRetention
 from gateway_common.streams import DECODER_GROUP, ENTRY_FIELD, StreamKeys
-from gateway_decoder.decoding import DecodeFunction, Outcome, Rejection, decode_entry
 from gateway_decoder.handoff import (
     REDIS_STATE_ERRORS,
     REDIS_UNAVAILABLE,

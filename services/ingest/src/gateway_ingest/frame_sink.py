@@ -32,20 +32,40 @@ from gateway_common.entries import FrameEntry, encode
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.streams import ENTRY_FIELD
-from gateway_ingest.counters import CounterState
+from gateway_dash7 import CounterPosition
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from gateway_ingest.metrics import IngestMetrics
 
-__all__ = ["FrameSink", "load_counter_state"]
+__all__ = ["CounterState", "FrameSink", "load_counter_state"]
 
 _JOIN_MARGIN_S = 1.0
 _WRITE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError,)
 """Every error redis-py raises: the batch stays buffered and is written again later."""
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CounterState:
+    """Where the modem counter stood after a frame, and when that frame was received: persisted
+    so that the next ingest resumes its counter tracker from it (gateway_dash7.counter)."""
+
+    counter: int
+    after_reboot: bool
+    """The frame was REBOOTED: the next one may restart at 1."""
+    seen_at: float
+    """When the frame was received (Unix time, s)."""
+
+    @classmethod
+    def at(cls, position: CounterPosition, seen_at: float) -> CounterState:
+        return cls(position.counter, position.after_reboot, seen_at)
+
+    @property
+    def position(self) -> CounterPosition:
+        return CounterPosition(self.counter, self.after_reboot)
 
 
 def _state_fields(state: CounterState) -> dict[str, str | int]:

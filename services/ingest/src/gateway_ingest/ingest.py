@@ -4,8 +4,9 @@ The loop owns the port: it opens it, reads promptly, reopens it with capped back
 vanishes (the process stays up), and resets the framer on every reopen (a partial frame across a
 reconnect is garbage). Only the sink talks to Redis, from its own thread, so the reader never
 waits on Redis. The modem counter state after every frame goes to the sink too, which persists
-it; at start the counter tracker is seeded from it, so frames sent while no ingest held the port
-are counted as a gap (see counters.py).
+it; at start the counter tracker is resumed from it, so the frames the modem sent while no ingest
+held the port are counted as a gap on the first frame after the start (without a persisted state,
+the very first start, that frame only sets the baseline).
 """
 
 from __future__ import annotations
@@ -20,11 +21,22 @@ from gateway_common.backoff import Backoff
 from gateway_common.entries import FrameEntry
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
-from gateway_common.serial_protocol import BITS_PER_BYTE, MessageType, RebootReason
 from gateway_common.streams import StreamKeys
-from gateway_ingest.counters import CounterState, CounterTracker, Gap, may_have_wrapped
-from gateway_ingest.frame_sink import FrameSink, load_counter_state
-from gateway_ingest.framing import Frame, Framer, FramingError, FramingEvent
+from gateway_dash7 import (
+    BITS_PER_BYTE,
+    CounterTracker,
+    Frame,
+    Framer,
+    FramingError,
+    FramingEvent,
+    Gap,
+    MessageType,
+    RebootReason,
+    may_have_wrapped,
+    parse_log_text,
+    parse_reboot_reason,
+)
+from gateway_ingest.frame_sink import CounterState, FrameSink, load_counter_state
 from gateway_ingest.metrics import IngestMetrics
 from gateway_ingest.serial_link import PortLostError, SerialLink
 
@@ -37,6 +49,11 @@ if TYPE_CHECKING:
 __all__ = ["Ingest", "run"]
 
 log = get_logger(__name__)
+
+
+def _tracker(seed: CounterState | None) -> CounterTracker:
+    """A counter tracker resumed from the state the previous ingest persisted, if any."""
+    return CounterTracker(None if seed is None else seed.position)
 
 
 def _type_name(message_type: int) -> str:
@@ -77,7 +94,7 @@ class Ingest:
         self._sink = sink
         self._metrics = metrics
         self._framer = Framer()
-        self._counters = CounterTracker(seed)
+        self._counters = _tracker(seed)
         self._resumed_from = seed
         """The state persisted by the previous ingest, until the first frame is checked."""
         self._clock_floor: float | None = None
@@ -134,7 +151,7 @@ class Ingest:
             return
         loader, self._seed_loader = self._seed_loader, None
         seed = loader()
-        self._counters = CounterTracker(seed)
+        self._counters = _tracker(seed)
         self._resumed_from = seed
         log.info("counter_state_loaded", last_counter=None if seed is None else seed.counter)
 
@@ -206,7 +223,8 @@ class Ingest:
         if self._resumed_from is not None:
             self._log_resumed(self._resumed_from, frame, gap, received_at)
             self._resumed_from = None
-        state = self._counters.state(received_at)
+        position = self._counters.position
+        state = None if position is None else CounterState.at(position, received_at)
         kind = frame.message_type
         log.debug(
             "frame_received",
@@ -226,7 +244,7 @@ class Ingest:
             self._sink.note_state(state)
         self._metrics.other_messages.labels(type=_type_name(kind)).inc()
         if kind == MessageType.REBOOTED:
-            reason = frame.payload[0] if frame.payload else None
+            reason = parse_reboot_reason(frame.payload)
             self._metrics.modem_reboots.labels(reason=_reason_name(reason)).inc()
             log.warning(
                 "modem_rebooted",
@@ -235,7 +253,7 @@ class Ingest:
                 counter=frame.counter,
             )
         elif kind == MessageType.LOGGING:
-            text = frame.payload.decode("ascii", errors="replace")
+            text = parse_log_text(frame.payload)
             log.info("modem_log", text=text, counter=frame.counter)
         elif kind == MessageType.PING_RESPONSE:
             log.info("modem_ping_response", counter=frame.counter, payload=frame.payload.hex())

@@ -1,13 +1,21 @@
 """The modem side of the serial link: its frame counter and the framing of what it sends.
 
-docs/protocol.md section 1.1: the counter is a uint8, the first frame after boot is 1 and it
-wraps 255 -> 0. The counter advances for every frame the modem sends, whether or not anybody
-is listening on the other end of the link.
+The counter follows the modem's rule (gateway_dash7.counter: a uint8, the first frame after boot
+is 1, it wraps 255 -> 0). It advances for every frame the modem sends, whether or not anybody is
+listening on the other end of the link.
 """
 
 from __future__ import annotations
 
-from gateway_common.serial_protocol import MessageType, RebootReason, encode_frame
+from gateway_dash7 import (
+    FIRST_COUNTER_AFTER_BOOT,
+    MessageType,
+    RebootReason,
+    encode_frame,
+    encode_log_text,
+    encode_reboot_reason,
+    next_counter,
+)
 
 __all__ = ["Modem"]
 
@@ -25,17 +33,18 @@ class Modem:
 
     def boot(self, reason: RebootReason = RebootReason.POWER_ON) -> bytes:
         """The REBOOTED frame a modem sends when it starts; its counter restarts at 1."""
-        self._counter = 0
-        return self._frame(MessageType.REBOOTED, bytes((reason,)))
+        return self._send(
+            FIRST_COUNTER_AFTER_BOOT, MessageType.REBOOTED, encode_reboot_reason(reason)
+        )
 
     def alp_data(self, alp: bytes) -> bytes:
         """An ALP_DATA frame carrying one ALP command (a sensor's unsolicited message)."""
-        return self._frame(MessageType.ALP_DATA, alp)
+        return self._send(next_counter(self._counter), MessageType.ALP_DATA, alp)
 
     def log_line(self, text: str) -> bytes:
         """A LOGGING frame with ASCII text from the modem."""
-        return self._frame(MessageType.LOGGING, text.encode("ascii"))
+        return self._send(next_counter(self._counter), MessageType.LOGGING, encode_log_text(text))
 
-    def _frame(self, message_type: MessageType, payload: bytes) -> bytes:
-        self._counter = (self._counter + 1) & 0xFF
-        return encode_frame(self._counter, message_type, payload)
+    def _send(self, counter: int, message_type: MessageType, payload: bytes) -> bytes:
+        self._counter = counter
+        return encode_frame(counter, message_type, payload)

@@ -12,16 +12,14 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway_simulator.alp import (
-    BUTTON_FILE_ID,
-    ENERGY_CONFIG_FILE_ID,
-    ENERGY_FILE_ID,
-    Energy,
-    InterfaceStatus,
-    button_file,
-    energy_config_file,
-    energy_file,
-    unsolicited_message,
+from gateway_dash7 import (
+    AppFile,
+    ButtonFile,
+    D7Status,
+    EnergyConfigFile,
+    EnergyFile,
+    device_id,
+    encode_unsolicited,
 )
 
 if TYPE_CHECKING:
@@ -93,9 +91,9 @@ class Meter:
             self._apparent_vah[phase] += apparent_w * elapsed_s / 3600.0
             self._active_wh[phase] += apparent_w * self._power_factor[phase] * elapsed_s / 3600.0
 
-    def reading(self) -> Energy:
+    def reading(self) -> EnergyFile:
         """What the meter shows now (energies truncated to whole Wh / VAh, as counters are)."""
-        return Energy(
+        return EnergyFile(
             apparent_energy_vah=_triple(self._apparent_vah, int),
             active_energy_wh=_triple(self._active_wh, int),
             current_ma=_triple(self._current_ma, round),
@@ -123,29 +121,23 @@ class Sensor:
     @property
     def device_id(self) -> str:
         """The DEVICE_ID the gateway publishes this sensor under (hex, no zero-padding)."""
-        return f"{int.from_bytes(self.uid, 'big'):X}"
+        return device_id(self.uid)
 
     def config_report(self) -> bytes:
         """The EnergyConfigFile a sensor sends when it starts."""
-        data = energy_config_file(max(1, round(self._behaviour.interval_s)), enabled=True)
-        return unsolicited_message(ENERGY_CONFIG_FILE_ID, data, self._status())
+        config = EnergyConfigFile(max(1, round(self._behaviour.interval_s)), enabled=True)
+        return self._message(config)
 
     def energy_report(self) -> bytes:
         """One periodic EnergyFile; sometimes the meter cannot be read and values are stale."""
         self._meter.advance(self._behaviour.interval_s)
         if self._rng.random() < self._behaviour.invalid_probability:
             stale = self._last_reading
-            reading = Energy(
-                stale.apparent_energy_vah,
-                stale.active_energy_wh,
-                stale.current_ma,
-                stale.voltage_v,
-                measurement_valid=False,
-            )
+            reading = stale._replace(measurement_valid=False)
         else:
             reading = self._meter.reading()
             self._last_reading = reading
-        return unsolicited_message(ENERGY_FILE_ID, energy_file(reading), self._status())
+        return self._message(reading)
 
     def wants_button_press(self) -> bool:
         """Whether somebody presses the button during this reporting interval."""
@@ -153,10 +145,13 @@ class Sensor:
 
     def button_report(self, pressed: bool) -> bytes:
         """The ButtonFile sent when button 1 is pressed (edge flag set) or released."""
-        data = button_file(BUTTON_ID, mask=int(pressed), buttons_state=int(pressed))
-        return unsolicited_message(BUTTON_FILE_ID, data, self._status())
+        return self._message(ButtonFile(BUTTON_ID, mask=int(pressed), buttons_state=int(pressed)))
 
-    def _status(self) -> InterfaceStatus:
+    def _message(self, file: AppFile) -> bytes:
+        """The ALP command the modem forwards: the file, then this sensor's status."""
+        return encode_unsolicited(file.file_id, file.encode(), self._status())
+
+    def _status(self) -> D7Status:
         link_budget = int(
             _clamp(
                 self._base_link_budget + self._rng.randint(-3, 3),
@@ -165,7 +160,7 @@ class Sensor:
             )
         )
         self._sequence = (self._sequence + 1) & 0xFF
-        return InterfaceStatus(
+        return D7Status(
             address=self.uid,
             rx_level=link_budget - TX_EIRP_DBM,
             link_budget=link_budget,

@@ -1,7 +1,8 @@
 """The reference ALP parser: pyd7a (`d7a` 0.1.1). The only module that imports d7a.
 
-It decodes ~100-150 frames/s (schema validation), so it is never in the decoder's hot path; the
-differential tests compare `gateway_decoder.alp` against it. Its known defects
+A test oracle, not installed code (d7a is a dev dependency): it decodes ~100-150 frames/s (schema
+validation), so it is never in the decoder's hot path; the differential tests compare
+`gateway_dash7.alp` against it, and the bench measures it. Its known defects
 (protocol.md section 2.3) are contained here: its stdout chatter is captured, and the exceptions
 it raises on bad input are turned into `ReferenceDecodeError`. Its result is expressed in the fast
 parser's types so the two can be compared field by field; where d7a loses information (the low
@@ -20,8 +21,7 @@ from d7a.alp.parser import Parser
 from d7a.d7anp.addressee import IdType
 from d7a.parse_error import ParseError
 
-from gateway_common.dash7 import ADDRESS_SIZE, AddressType
-from gateway_decoder.alp import D7Status, UnsolicitedMessage
+from gateway_dash7 import ADDRESS_SIZE, AddressType, D7Status, UnsolicitedMessage
 
 __all__ = ["ReferenceDecodeError", "parse_reference"]
 

@@ -1,5 +1,10 @@
 """A frame entry in, a Record or the reason it cannot be one out. Pure: no I/O, no clock.
 
+The contract's Record is built here from the codec's values (gateway_dash7): the record kind and
+field names of each application file are the services' contract, not the wire's. The decoder
+runs this on every frame and `gatewayctl replay` on archived ones, so a replayed frame becomes
+exactly the record the decoder made of it.
+
 Reasons are short and stable (they label metrics and are what an operator greps for); the
 specifics go into `Rejection.detail`.
 """
@@ -9,12 +14,25 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from gateway_common.entries import EntryError, Record, decode_frame
+from gateway_common.entries import EntryError, FieldValue, FileKind, Record, decode_frame
 from gateway_common.streams import ENTRY_FIELD
-from gateway_decoder.alp import AddressType, AlpError, UnsolicitedMessage, parse_unsolicited
-from gateway_decoder.files import FileError, UnknownFileError, decode_file
+from gateway_dash7 import (
+    AddressType,
+    AlpError,
+    AppFile,
+    ButtonConfigFile,
+    ButtonFile,
+    EnergyConfigFile,
+    EnergyFile,
+    FileError,
+    UnknownFileError,
+    UnsolicitedMessage,
+    decode_file,
+    device_id,
+    parse_unsolicited,
+)
 
-__all__ = ["DecodeFunction", "Outcome", "Rejection", "decode_alp", "decode_entry", "device_id"]
+__all__ = ["DecodeFunction", "Outcome", "Rejection", "decode_alp", "decode_entry", "record_fields"]
 
 
 class Rejection(NamedTuple):
@@ -32,9 +50,32 @@ DecodeFunction = Callable[[str, Mapping[bytes, bytes]], Outcome]
 """(frame entry id, the entry's fields) -> Outcome; the decoder loop takes one of these."""
 
 
-def device_id(address: bytes) -> str:
-    """The SCorp-io DEVICE_ID: upper-case hex of the address, no `0x`, no zero padding."""
-    return format(int.from_bytes(address, "big"), "X")
+def record_fields(file: AppFile) -> tuple[FileKind, dict[str, FieldValue]]:
+    """The record kind and the record fields (gateway_common.entries.Record) of one file."""
+    match file:
+        case EnergyFile():
+            return "energy", {
+                "apparent_energy_vah": list(file.apparent_energy_vah),
+                "active_energy_wh": list(file.active_energy_wh),
+                "current_ma": list(file.current_ma),
+                "voltage_v": list(file.voltage_v),
+                "measurement_valid": file.measurement_valid,
+            }
+        case ButtonFile():
+            return "button", {
+                "button_id": file.button_id,
+                "mask": file.mask,
+                "buttons_state": file.buttons_state,
+            }
+        case EnergyConfigFile():
+            return "energy_config", {"interval_s": file.interval_s, "enabled": file.enabled}
+        case ButtonConfigFile():
+            return "button_config", {
+                "transmit_mask_0": file.transmit_mask_0,
+                "transmit_mask_1": file.transmit_mask_1,
+                "button_control_menu": file.button_control_menu,
+                "enabled": file.enabled,
+            }
 
 
 def decode_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> Outcome:
@@ -74,7 +115,7 @@ def decode_alp(entry_id: str, alp: bytes, received_at: float) -> Outcome:
             {"file_id": message.file_id, "offset": message.offset, "length": len(message.data)},
         )
     try:
-        kind, record_fields = decode_file(message.file_id, message.data)
+        kind, fields = record_fields(decode_file(message.file_id, message.data))
     except UnknownFileError as exc:
         return Rejection(exc.reason, alp, received_at, {"length": len(message.data)})
     except FileError as exc:
@@ -82,7 +123,7 @@ def decode_alp(entry_id: str, alp: bytes, received_at: float) -> Outcome:
     return Record(
         device_id=device_id(status.address),
         kind=kind,
-        fields=record_fields,
+        fields=fields,
         link_budget=status.link_budget,
         rx_level=status.rx_level,
         received_at=received_at,

@@ -17,14 +17,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway_decoder.alp import AlpError, UnsolicitedMessage, parse_unsolicited
-from gateway_decoder.reference_alp import ReferenceDecodeError, parse_reference
-from gateway_simulator import alp as sim
+from gateway_dash7 import (
+    AddressType,
+    AlpError,
+    D7Status,
+    UnsolicitedMessage,
+    encode_unsolicited,
+    parse_unsolicited,
+)
+from reference_alp import ReferenceDecodeError, parse_reference
 
 BATCHES = 20
 BATCH_SIZE = 50  # BATCHES * BATCH_SIZE messages compared in all
 
-_ADDRESS_SIZES = {sim.AddressType.NOID: 0, sim.AddressType.UID: 8, sim.AddressType.VID: 2}
+_ADDRESS_SIZES = {AddressType.NOID: 0, AddressType.UID: 8, AddressType.VID: 2}
 
 
 @st.composite
@@ -35,7 +41,7 @@ def sensor_messages(draw: st.DrawFn) -> bytes:
     address_type = draw(st.sampled_from(list(_ADDRESS_SIZES)))
     address = draw(st.binary(min_size=8, max_size=8))[: _ADDRESS_SIZES[address_type]]
     band = draw(st.sampled_from([0, 2, 3, 4]))
-    status = sim.InterfaceStatus(
+    status = D7Status(
         address=address,
         address_type=address_type,
         rx_level=draw(st.integers(0, 0x7F)),
@@ -51,7 +57,7 @@ def sensor_messages(draw: st.DrawFn) -> bytes:
         access_class=draw(st.integers(0, 255)),
     )
     offset = draw(st.sampled_from([0, 0, 0, 5, 200, 20000]))
-    return sim.return_file_data(file_id, data, offset) + status.encode()
+    return encode_unsolicited(file_id, data, status, offset)
 
 
 def _comparable(message: UnsolicitedMessage) -> UnsolicitedMessage:

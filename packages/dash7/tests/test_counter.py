@@ -1,7 +1,19 @@
+"""The modem's frame counter rule: wrap, reboot, resume, and the gaps between frames."""
+
 from __future__ import annotations
 
-from gateway_common.serial_protocol import MessageType
-from gateway_ingest.counters import CounterState, CounterTracker, Gap, may_have_wrapped
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway_dash7 import (
+    FIRST_COUNTER_AFTER_BOOT,
+    CounterPosition,
+    CounterTracker,
+    Gap,
+    MessageType,
+    may_have_wrapped,
+    next_counter,
+)
 
 ALP = MessageType.ALP_DATA
 REBOOTED = MessageType.REBOOTED
@@ -57,7 +69,7 @@ def test_other_message_types_advance_the_counter() -> None:
 def _seeded(
     counter: int, sequence: list[tuple[int, int]], *, after_reboot: bool = False
 ) -> list[Gap]:
-    tracker = CounterTracker(CounterState(counter, after_reboot=after_reboot, seen_at=0.0))
+    tracker = CounterTracker(CounterPosition(counter, after_reboot=after_reboot))
     return [g for c, t in sequence if (g := tracker.observe(c, t)) is not None]
 
 
@@ -82,13 +94,41 @@ def test_a_seeded_tracker_accepts_a_reboot() -> None:
     assert _seeded(0, [(1, ALP)], after_reboot=True) == []
 
 
-def test_state_follows_every_frame() -> None:
+def test_position_follows_every_frame() -> None:
     tracker = CounterTracker()
-    assert tracker.state(1.0) is None
+    assert tracker.position is None
+    assert tracker.last is None
     tracker.observe(5, REBOOTED)
-    assert tracker.state(2.0) == CounterState(5, after_reboot=True, seen_at=2.0)
+    assert tracker.position == CounterPosition(5, after_reboot=True)
     tracker.observe(6, MessageType.LOGGING)
-    assert tracker.state(3.0) == CounterState(6, after_reboot=False, seen_at=3.0)
+    assert tracker.position == CounterPosition(6, after_reboot=False)
+    assert tracker.last == 6
+
+
+def test_next_counter_wraps_as_a_uint8() -> None:
+    assert [next_counter(c) for c in (0, 1, 254, 255)] == [1, 2, 255, 0]
+    assert FIRST_COUNTER_AFTER_BOOT == 1
+
+
+@given(st.integers(0, 255), st.lists(st.sampled_from(MessageType), max_size=600))
+def test_a_modem_counting_by_the_rule_never_shows_a_gap(
+    start: int, kinds: list[MessageType]
+) -> None:
+    """Frames counted as the modem counts them (the next counter, 1 after a boot): no gap."""
+    tracker = CounterTracker(CounterPosition(start, after_reboot=False))
+    counter = start
+    for kind in kinds:
+        counter = FIRST_COUNTER_AFTER_BOOT if kind == REBOOTED else next_counter(counter)
+        assert tracker.observe(counter, kind) is None
+
+
+@given(st.integers(0, 255), st.integers(1, 255))
+def test_the_gap_counts_the_frames_skipped(start: int, skipped: int) -> None:
+    tracker = CounterTracker()
+    tracker.observe(start, ALP)
+    received = (start + 1 + skipped) % 256
+    gap = tracker.observe(received, ALP)
+    assert gap == Gap(expected=next_counter(start), received=received, missed=skipped)
 
 
 def test_a_downtime_long_enough_for_256_frames_makes_the_gap_a_lower_bound() -> None:

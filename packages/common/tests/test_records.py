@@ -1,13 +1,26 @@
-"""Frame entry -> Record or Rejection, checked against every ALP case of frames.json."""
+"""Frame entry -> Record or Rejection, checked against every ALP case of frames.json, and the
+record kind and fields of every application file."""
 
 from __future__ import annotations
 
 import msgpack
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway_common.entries import FrameEntry, Record, encode
-from gateway_decoder.decoding import Rejection, decode_alp, decode_entry, device_id
-from gateway_simulator import alp as sim
+from gateway_common.entries import FILE_KINDS, FrameEntry, Record, encode
+from gateway_common.records import Rejection, decode_alp, decode_entry, record_fields
+from gateway_dash7 import (
+    AddressType,
+    ButtonConfigFile,
+    ButtonFile,
+    D7Status,
+    EnergyConfigFile,
+    EnergyFile,
+    encode_return_file_data,
+    encode_status_action,
+    encode_unsolicited,
+)
 
 UID = bytes.fromhex("323636300039004C")
 
@@ -94,7 +107,7 @@ def test_button_config_vector_matches_the_encoder(vectors):
     record = decode_alp("1-0", alp, 0.0)
     assert isinstance(record, Record)
     assert record.kind == "button_config"
-    assert sim.return_file_data(61, sim.button_config_file(**record.fields)) in alp
+    assert encode_return_file_data(61, ButtonConfigFile(**record.fields).encode()) in alp
 
 
 def test_weak_signal_decodes(vectors):
@@ -105,40 +118,40 @@ def test_weak_signal_decodes(vectors):
 
 
 @pytest.mark.parametrize(
-    ("address", "expected"),
+    ("address_type", "address", "expected"),
     [
-        (bytes.fromhex("000B57000091 51DC".replace(" ", "")), "B5700009151DC"),
-        (UID, "323636300039004C"),
-        (b"\xab\xcd", "ABCD"),
-        (b"\x00\x0a", "A"),
-        (bytes(8), "0"),
+        (AddressType.UID, bytes.fromhex("000B5700009151DC"), "B5700009151DC"),
+        (AddressType.VID, b"\x00\x0a", "A"),
     ],
 )
-def test_device_id(address, expected):
-    assert device_id(address) == expected
+def test_the_device_is_the_sender_without_zero_padding(address_type, address, expected):
+    record = decode_alp("1-0", _status_frame(address, address_type), 0.0)
+    assert isinstance(record, Record)
+    assert record.device_id == expected
 
 
-def _status_frame(address: bytes, address_type: sim.AddressType) -> bytes:
-    return sim.unsolicited_message(
-        51, b"\x00\x01\x01", sim.InterfaceStatus(address=address, address_type=address_type)
+def _status_frame(address: bytes, address_type: AddressType) -> bytes:
+    return encode_unsolicited(
+        51, b"\x00\x01\x01", D7Status(address=address, address_type=address_type)
     )
 
 
 def test_noid_sender():
-    outcome = decode_alp("1-0", _status_frame(b"", sim.AddressType.NOID), 0.0)
+    outcome = decode_alp("1-0", _status_frame(b"", AddressType.NOID), 0.0)
     assert isinstance(outcome, Rejection)
     assert outcome.reason == "unattributable sender (NOID)"
 
 
 def test_missing_status():
-    alp = sim.return_file_data(51, b"\x00\x01\x01") + bytes((0x62, 0xD7, 0))
+    alp = encode_unsolicited(51, b"\x00\x01\x01", None)
+    assert alp.endswith(bytes((0x62, 0xD7, 0)))
     outcome = decode_alp("1-0", alp, 0.0)
     assert isinstance(outcome, Rejection)
     assert outcome.reason == "unattributable sender (no status)"
 
 
 def test_partial_file():
-    alp = sim.return_file_data(52, bytes(10), offset=20) + sim.InterfaceStatus(UID).encode()
+    alp = encode_return_file_data(52, bytes(10), offset=20) + encode_status_action(D7Status(UID))
     outcome = decode_alp("1-0", alp, 0.0)
     assert isinstance(outcome, Rejection)
     assert outcome.reason == "partial file data"
@@ -146,14 +159,14 @@ def test_partial_file():
 
 
 def test_wrong_file_length():
-    outcome = decode_alp("1-0", sim.unsolicited_message(52, bytes(66), sim.InterfaceStatus(UID)), 0)
+    outcome = decode_alp("1-0", encode_unsolicited(52, bytes(66), D7Status(UID)), 0)
     assert isinstance(outcome, Rejection)
     assert outcome.reason == "wrong EnergyFile length"
     assert "got 66" in outcome.detail["error"]
 
 
 def test_malformed_alp():
-    alp = _status_frame(UID, sim.AddressType.UID)[:-1]
+    alp = _status_frame(UID, AddressType.UID)[:-1]
     outcome = decode_alp("1-0", alp, 3.5)
     assert isinstance(outcome, Rejection)
     assert outcome.reason == "malformed ALP: truncated interface status"
@@ -163,7 +176,7 @@ def test_malformed_alp():
 
 def test_a_rejected_frame_keeps_its_modem_counter():
     """So that `gatewayctl dead requeue` can put the whole frame entry back."""
-    alp = _status_frame(UID, sim.AddressType.UID)[:-1]
+    alp = _status_frame(UID, AddressType.UID)[:-1]
     outcome = decode_entry("1-0", _entry(alp))
     assert isinstance(outcome, Rejection)
     assert outcome.detail["counter"] == 7
@@ -192,3 +205,69 @@ def test_undecodable_entries(fields, reason):
     assert isinstance(outcome, Rejection)
     assert outcome.reason == reason
     assert outcome.raw == fields.get(b"d", b"")
+
+
+# ------------------------------------------------------------------ file -> record fields
+
+int64 = st.integers(-(1 << 63), (1 << 63) - 1)
+int32 = st.integers(-(1 << 31), (1 << 31) - 1)
+int16 = st.integers(-(1 << 15), (1 << 15) - 1)
+byte = st.integers(0, 255)
+
+
+@given(
+    st.tuples(int64, int64, int64),
+    st.tuples(int64, int64, int64),
+    st.tuples(int32, int32, int32),
+    st.tuples(int16, int16, int16),
+    st.booleans(),
+)
+def test_energy_file(apparent, active, current, voltage, valid):
+    kind, fields = record_fields(EnergyFile(apparent, active, current, voltage, valid))
+    assert kind == "energy"
+    assert fields == {
+        "apparent_energy_vah": list(apparent),
+        "active_energy_wh": list(active),
+        "current_ma": list(current),
+        "voltage_v": list(voltage),
+        "measurement_valid": valid,
+    }
+
+
+@given(st.integers(0, (1 << 32) - 1), st.booleans())
+def test_energy_config_file(interval_s, enabled):
+    assert record_fields(EnergyConfigFile(interval_s, enabled)) == (
+        "energy_config",
+        {"interval_s": interval_s, "enabled": enabled},
+    )
+
+
+@given(byte, byte, byte)
+def test_button_file(button_id, mask, state):
+    assert record_fields(ButtonFile(button_id, mask, state)) == (
+        "button",
+        {"button_id": button_id, "mask": mask, "buttons_state": state},
+    )
+
+
+@given(byte, byte, byte, st.booleans())
+def test_button_config_file(mask_0, mask_1, menu, enabled):
+    assert record_fields(ButtonConfigFile(mask_0, mask_1, menu, enabled)) == (
+        "button_config",
+        {
+            "transmit_mask_0": mask_0,
+            "transmit_mask_1": mask_1,
+            "button_control_menu": menu,
+            "enabled": enabled,
+        },
+    )
+
+
+def test_every_record_kind_has_a_file():
+    files = [
+        EnergyFile((0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0)),
+        EnergyConfigFile(),
+        ButtonFile(0, 0, 0),
+        ButtonConfigFile(0, 0, 0, enabled=False),
+    ]
+    assert {record_fields(file)[0] for file in files} == FILE_KINDS

@@ -1,4 +1,4 @@
-"""The fast ALP parser: vectors, length operands, truncation, arbitrary bytes."""
+"""The ALP parser: vectors, length operands, truncation, arbitrary bytes."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway_decoder.alp import (
+from gateway_dash7 import (
     AddressType,
     AlpError,
+    D7Status,
+    encode_length_operand,
+    encode_return_file_data,
+    encode_status_action,
+    encode_unsolicited,
     parse_length_operand,
     parse_unsolicited,
 )
-from gateway_simulator import alp as sim
 
 UID = bytes.fromhex("323636300039004C")
 
@@ -24,7 +28,7 @@ def _alp(vectors, name: str) -> bytes:
 
 def _message(file_id: int = 51, data: bytes = b"\x00\x01\x01", **status) -> bytes:
     status.setdefault("address", UID)
-    return sim.unsolicited_message(file_id, data, sim.InterfaceStatus(**status))
+    return encode_unsolicited(file_id, data, D7Status(**status))
 
 
 def test_energy_vector_fields(vectors):
@@ -74,7 +78,7 @@ def test_address_types(vectors, name, address_type, address):
 
 
 def test_noid_sender_has_empty_address():
-    status = parse_unsolicited(_message(address=b"", address_type=sim.AddressType.NOID)).status
+    status = parse_unsolicited(_message(address=b"", address_type=AddressType.NOID)).status
     assert status is not None
     assert status.address_type is AddressType.NOID
     assert status.address == b""
@@ -100,8 +104,9 @@ def test_flags_and_status_fields_round_trip():
 
 
 def test_status_len_zero_means_no_status():
-    raw = sim.return_file_data(51, b"\x00\x01\x01") + bytes((0x62, 0xD7, 0x00))
+    raw = encode_return_file_data(51, b"\x00\x01\x01") + bytes((0x62, 0xD7, 0x00))
     assert parse_unsolicited(raw).status is None
+    assert encode_unsolicited(51, b"\x00\x01\x01", None) == raw
 
 
 # ------------------------------------------------------------------ length operands
@@ -130,7 +135,7 @@ def test_length_operand_values(encoded, value):
 
 @given(st.integers(min_value=0, max_value=(1 << 30) - 1), st.binary(max_size=3))
 def test_length_operand_matches_encoder(value, prefix):
-    raw = sim.length_operand(value)
+    raw = encode_length_operand(value)
     assert parse_length_operand(prefix + raw, len(prefix)) == (value, len(prefix) + len(raw))
 
 
@@ -142,7 +147,7 @@ def test_truncated_length_operand(encoded):
 
 def test_two_byte_length_and_offset_operands():
     data = bytes(range(100))
-    raw = sim.return_file_data(52, data, offset=300) + sim.InterfaceStatus(address=UID).encode()
+    raw = encode_return_file_data(52, data, offset=300) + encode_status_action(D7Status(UID))
     message = parse_unsolicited(raw)
     assert (message.offset, message.data) == (300, data)
 
@@ -240,7 +245,7 @@ def test_arbitrary_bytes_raise_only_alp_error(raw):
     file_id=st.integers(0, 255),
     data=st.binary(max_size=300),
     offset=st.integers(0, 1 << 20),
-    address_type=st.sampled_from(list(sim.AddressType)),
+    address_type=st.sampled_from(list(AddressType)),
     rx_level=st.integers(0, 255),
     link_budget=st.integers(0, 255),
     address_seed=st.binary(min_size=8, max_size=8),
@@ -249,13 +254,13 @@ def test_encoder_round_trip(
     file_id, data, offset, address_type, rx_level, link_budget, address_seed
 ):
     size = {0: 1, 1: 0, 2: 8, 3: 2}[address_type]
-    status = sim.InterfaceStatus(
+    status = D7Status(
         address=address_seed[:size],
         address_type=address_type,
         rx_level=rx_level,
         link_budget=link_budget,
     )
-    raw = sim.return_file_data(file_id, data, offset) + status.encode()
+    raw = encode_unsolicited(file_id, data, status, offset)
     message = parse_unsolicited(raw)
     assert (message.file_id, message.offset, message.data) == (file_id, offset, data)
     assert message.status is not None

@@ -10,8 +10,18 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gateway_common.serial_protocol import HEADER_SIZE, SYNC, MessageType, crc16, encode_frame
-from gateway_ingest.framing import MAX_FRAME_SIZE, Frame, Framer, FramingError, FramingEvent
+from gateway_dash7 import (
+    HEADER_SIZE,
+    MAX_FRAME_SIZE,
+    SYNC,
+    Frame,
+    Framer,
+    FramingError,
+    FramingEvent,
+    MessageType,
+    crc16,
+    encode_frame,
+)
 
 
 def _hex(text: str) -> bytes:

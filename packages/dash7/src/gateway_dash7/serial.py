@@ -1,4 +1,8 @@
-"""Incremental parser of the Sub-IoT serial framing (docs/protocol.md section 1.1).
+"""The Sub-IoT serial framing (docs/protocol.md section 1.1): frames written, and read back.
+
+`encode_frame` writes one frame (sync, version, counter, type, length, big-endian CRC of the
+payload, payload). The payloads of the frame kinds that are not ALP are written and read here
+too: REBOOTED carries the reboot reason, LOGGING ASCII text.
 
 `Framer.feed` takes bytes exactly as the port delivered them (half a frame, three frames, one
 byte at a time) and returns, in stream order, the complete CRC-checked frames and the framing
@@ -29,15 +33,90 @@ pending partial frame (`pending_bytes`) or the discarded bytes not reported yet
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
-from gateway_common.serial_protocol import HEADER_SIZE, SYNC, crc16
+from gateway_dash7.crc import crc16
 
-__all__ = ["MAX_FRAME_SIZE", "Frame", "Framer", "FramingError", "FramingEvent"]
+__all__ = [
+    "BITS_PER_BYTE",
+    "HEADER_SIZE",
+    "MAX_FRAME_SIZE",
+    "MAX_PAYLOAD",
+    "SYNC",
+    "ErrorKind",
+    "Frame",
+    "Framer",
+    "FramingError",
+    "FramingEvent",
+    "MessageType",
+    "RebootReason",
+    "encode_frame",
+    "encode_log_text",
+    "encode_reboot_reason",
+    "parse_log_text",
+    "parse_reboot_reason",
+]
 
-MAX_FRAME_SIZE: Final = HEADER_SIZE + 255
+SYNC: Final = b"\xc0\x00"
+"""Sync byte 0xC0 followed by protocol version 0x00."""
+HEADER_SIZE: Final = 7
+MAX_PAYLOAD: Final = 255
+MAX_FRAME_SIZE: Final = HEADER_SIZE + MAX_PAYLOAD
+BITS_PER_BYTE: Final = 10
+"""8N1 on the wire: a start bit, 8 data bits, a stop bit."""
 _SYNC_BYTE: Final = SYNC[0]
+
+
+class MessageType(enum.IntEnum):
+    ALP_DATA = 1
+    PING_REQUEST = 2
+    PING_RESPONSE = 3
+    LOGGING = 4
+    REBOOTED = 5
+
+
+class RebootReason(enum.IntEnum):
+    POWER_ON = 0
+    WATCHDOG = 1
+    SOFTWARE = 2
+    RESET_PIN = 3
+    OTHER = 254
+    UNKNOWN = 255
+
+
+def encode_frame(counter: int, message_type: int, payload: bytes) -> bytes:
+    """One serial frame: sync, version, counter, type, length, big-endian CRC, payload."""
+    if not 0 <= counter <= 0xFF:
+        raise ValueError(f"counter {counter} is not a uint8")
+    if not 0 <= message_type <= 0xFF:
+        raise ValueError(f"message type {message_type} is not a uint8")
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    crc = crc16(payload)
+    return SYNC + bytes((counter, message_type, len(payload), crc >> 8, crc & 0xFF)) + payload
+
+
+def encode_reboot_reason(reason: int) -> bytes:
+    """The payload of a REBOOTED frame: the reason, one byte (`RebootReason` names the known)."""
+    return bytes((reason,))
+
+
+def parse_reboot_reason(payload: bytes) -> int | None:
+    """The reason a REBOOTED frame carries; None when its payload is empty."""
+    return payload[0] if payload else None
+
+
+def encode_log_text(text: str) -> bytes:
+    """The payload of a LOGGING frame: ASCII text (anything else raises UnicodeEncodeError)."""
+    return text.encode("ascii")
+
+
+def parse_log_text(payload: bytes) -> str:
+    """The text of a LOGGING frame; a byte that is not ASCII reads as U+FFFD."""
+    return payload.decode("ascii", errors="replace")
+
 
 ErrorKind = Literal["crc", "sync", "truncated"]
 
@@ -52,6 +131,10 @@ class Frame:
     trailing: int = field(default=0, compare=False)
     """Bytes that had already arrived after this frame's last byte when it was found: the owner
     of the port dates the frame that many byte-times before the read that completed it."""
+
+    def encode(self) -> bytes:
+        """The frame's bytes on the wire (`encode_frame`)."""
+        return encode_frame(self.counter, self.message_type, self.payload)
 
 
 @dataclass(frozen=True, slots=True)
