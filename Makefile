@@ -47,7 +47,7 @@ demo: install ## The whole gateway on a simulated modem, readings shown live (Ct
 	$(PY) scripts/demo.py
 
 bench: install ## Benchmarks: print what they measure on this machine
-	$(PY) bench/run.py
+	$(VENV)/bin/gateway-bench
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
