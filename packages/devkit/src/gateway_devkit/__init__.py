@@ -1,4 +1,4 @@
-"""The gateway's development kit: what the tests and the bench share. Dev-only: it is
+"""The gateway's development kit: what the tests, the bench and the demo share. Dev-only: it is
 not installed in the image.
 
 - `servers`: a private redis-server or Mosquitto on a free loopback port (start, stop, kill,
@@ -9,5 +9,5 @@ not installed in the image.
 - `polling`: the one bounded wait on a condition;
 - `scrape`: a service's /metrics and /healthz on loopback;
 - `fixtures`: all of it as pytest fixtures (a plugin named in the root conftest.py);
-- `bench`: `make bench` (gateway-bench).
+- `bench`, `demo`: `make bench` (gateway-bench) and `make demo` (gateway-demo).
 """
