@@ -29,11 +29,16 @@ COPY services/ingest/pyproject.toml services/ingest/
 COPY services/decoder/pyproject.toml services/decoder/
 COPY services/publisher/pyproject.toml services/publisher/
 COPY services/simulator/pyproject.toml services/simulator/
-RUN uv sync --frozen --no-dev --all-packages --no-install-workspace
+COPY packages/devkit/pyproject.toml packages/devkit/
+# gateway-devkit (the test kit, the bench, the demo) is dev-only: never installed here; its
+# sources are not even in the build context. uv would still install a dependency of its own, so
+# it has none the services lack (pytest is its extra, which --all-packages does not install).
+RUN uv sync --frozen --no-dev --all-packages --no-install-workspace \
+    --no-install-package gateway-devkit
 # Then the workspace members, installed as wheels (not editable: the source stays in this stage).
 COPY packages packages
 COPY services services
-RUN uv sync --frozen --no-dev --all-packages --no-editable
+RUN uv sync --frozen --no-dev --all-packages --no-editable --no-install-package gateway-devkit
 
 # ---------------------------------------------------------------- runtime stage
 FROM ${PYTHON_IMAGE} AS runtime

@@ -44,10 +44,10 @@ typecheck: install ## mypy --strict
 check: lint typecheck test ## Lint, types and tests: what CI runs
 
 demo: install ## The whole gateway on a simulated modem, readings shown live (Ctrl-C stops it)
-	$(PY) scripts/demo.py
+	$(VENV)/bin/gateway-demo
 
 bench: install ## Benchmarks: print what they measure on this machine
-	$(PY) bench/run.py
+	$(VENV)/bin/gateway-bench
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench" / "run.py"
+from gateway_devkit.processes import BIN
+
+BENCH = [str(BIN / "gateway-bench")]  # what `make bench` runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -40,8 +39,7 @@ def cell(output: str, label: str) -> str:
 def test_bench_runs_and_delivers_every_frame() -> None:
     done = subprocess.run(
         [
-            sys.executable,
-            str(BENCH),
+            *BENCH,
             "--quick",
             "--frames",
             "150",

@@ -25,6 +25,7 @@ the services' log level (default info; the logs are in the test's temporary dire
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -33,29 +34,27 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from gateway_common.entries import decode_frame, decode_record
 from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP, StreamKeys
-from private_servers import PrivateBroker, PrivateRedis, find_binary
+from gateway_devkit.modem_line import LINE_BYTES_PER_S, ModemLine
+from gateway_devkit.processes import Supervisor, clean_env
+from gateway_devkit.servers import PrivateBroker, PrivateRedis
 
-from .chaos_rig import (
-    LINE_BYTES_PER_S,
-    DurableSubscriber,
-    PacedLine,
-    Received,
-    ServiceSlot,
-    choose_seed,
-)
 from .readings import ddata_topic, expected_metrics, frame_of, ranges, reading, seq_of_ddata
+from .seeds import choose_seed
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     import redis
+
+    from gateway_devkit.mqtt_watch import MqttWatch, Received
 
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -145,7 +144,7 @@ class FaultRunner:
     """Carries out a schedule in a thread: take a target down at its time, bring it back up."""
 
     schedule: list[Fault]
-    slots: dict[str, ServiceSlot]
+    services: Supervisor
     redis_server: PrivateRedis
     broker: PrivateBroker
     done: list[Done] = field(default_factory=list)
@@ -185,8 +184,9 @@ class FaultRunner:
                     records[id(fault)].up_at = time.monotonic()
                 else:
                     began = time.monotonic()
-                    slot = self.slots.get(fault.target)
-                    victim_started_at = slot.current.started_at if slot else None
+                    victim_started_at = None
+                    if fault.target in SERVICES:
+                        victim_started_at = self.services.current(fault.target).started_at
                     self._down(fault)
                     done = Done(fault, began, time.monotonic(), victim_started_at)
                     records[id(fault)] = done
@@ -200,7 +200,7 @@ class FaultRunner:
         elif fault.target == "broker":
             self.broker.stop(fault.sig)
         else:
-            self.slots[fault.target].kill()
+            self.services.kill(fault.target)
 
     def _up(self, target: str) -> None:
         if target == "redis":
@@ -208,95 +208,99 @@ class FaultRunner:
         elif target == "broker":
             self.broker.start()
         else:
-            self.slots[target].start()
+            start_service(self.services, target)
 
 
 # ----------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if find_binary("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(tmp_path / "redis", appendfsync="always")  # survives kill -9
-    server.start()
-    yield server
-    server.stop(signal.SIGKILL)
+def redis_server(private_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
+    return private_redis(appendfsync="always")  # survives kill -9
 
 
 @pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    if find_binary("mosquitto") is None:
-        pytest.skip("mosquitto is not installed")
+def mosquitto(private_broker: Callable[..., PrivateBroker]) -> PrivateBroker:
     # Sessions saved on SIGTERM; no limit on the messages queued for a subscriber cut off by a
     # restart, so it loses nothing.
-    broker = PrivateBroker(tmp_path / "mosquitto", extra_config="max_queued_messages 0")
-    broker.start()
-    yield broker
-    broker.stop(signal.SIGKILL)
+    return private_broker("max_queued_messages 0")
 
 
 @pytest.fixture
-def paced_line() -> Iterator[PacedLine]:
-    line = PacedLine()
+def paced_line() -> Iterator[ModemLine]:
+    line = ModemLine(lossy=True)
     yield line
     line.close()
 
 
 @pytest.fixture
-def durable_subscriber(private_broker: PrivateBroker) -> Iterator[DurableSubscriber]:
-    sub = DurableSubscriber(
-        "127.0.0.1", private_broker.port, f"{TOPIC_ROOT}/#", client_id="chaos-subscriber"
+def durable_subscriber(subscriber: Callable[..., MqttWatch], mosquitto: PrivateBroker) -> MqttWatch:
+    """A persistent session (one hour): across a broker restart it gets what was queued."""
+    return subscriber(
+        "127.0.0.1",
+        mosquitto.port,
+        f"{TOPIC_ROOT}/#",
+        session_expiry_s=3600,
+        client_id="chaos-subscriber",
     )
-    sub.start()
-    yield sub
-    sub.stop()
+
+
+def start_service(services: Supervisor, name: str) -> None:
+    services.start_service(name, SERVICES[name], GATEWAY_CONSUMER_NAME=f"chaos-{name}")
 
 
 @pytest.fixture
-def slots(
+def services(
     tmp_path: Path,
-    private_redis: PrivateRedis,
-    private_broker: PrivateBroker,
-    paced_line: PacedLine,
-) -> Iterator[dict[str, ServiceSlot]]:
-    env = {
-        "GATEWAY_REDIS_URL": private_redis.url,
-        "GATEWAY_STREAM_PREFIX": PREFIX,
-        "GATEWAY_LOG_FORMAT": "json",
-        "GATEWAY_LOG_LEVEL": os.environ.get("GATEWAY_CHAOS_LOG_LEVEL", "info"),
+    redis_server: PrivateRedis,
+    mosquitto: PrivateBroker,
+    paced_line: ModemLine,
+) -> Iterator[Supervisor]:
+    env = clean_env(
+        GATEWAY_REDIS_URL=redis_server.url,
+        GATEWAY_STREAM_PREFIX=PREFIX,
+        GATEWAY_LOG_FORMAT="json",
+        GATEWAY_LOG_LEVEL=os.environ.get("GATEWAY_CHAOS_LOG_LEVEL", "info"),
         # ingest
-        "GATEWAY_SERIAL_PORT": paced_line.path,
-        "GATEWAY_REDIS_BACKOFF_MAX_S": "0.5",
-        "GATEWAY_REOPEN_BACKOFF_MAX_S": "0.5",
+        GATEWAY_SERIAL_PORT=paced_line.path,
+        GATEWAY_REDIS_BACKOFF_MAX_S="0.5",
+        GATEWAY_REOPEN_BACKOFF_MAX_S="0.5",
         # decoder
-        "GATEWAY_CLAIM_IDLE_MS": str(CLAIM_IDLE_MS),
-        "GATEWAY_CLAIM_INTERVAL_MS": "500",
-        "GATEWAY_BLOCK_MS": "500",
+        GATEWAY_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS),
+        GATEWAY_CLAIM_INTERVAL_MS="500",
+        GATEWAY_BLOCK_MS="500",
         # publisher
-        "GATEWAY_MQTT_HOST": "127.0.0.1",
-        "GATEWAY_MQTT_PORT": str(private_broker.port),
-        "GATEWAY_MQTT_TLS": "false",
-        "GATEWAY_MQTT_CLIENT_ID": "chaos-gateway",
-        "GATEWAY_PROJECT_ID": PROJECT_ID,
-        "GATEWAY_EDGE_NODE_ID": EDGE_NODE_ID,
-        "GATEWAY_TOPIC_ROOT": TOPIC_ROOT,
-        "GATEWAY_WINDOW_MESSAGES": str(WINDOW),
-        "GATEWAY_RECONNECT_MIN_S": "1",
-        "GATEWAY_RECONNECT_MAX_S": "1",
-    }
+        GATEWAY_MQTT_HOST="127.0.0.1",
+        GATEWAY_MQTT_PORT=str(mosquitto.port),
+        GATEWAY_MQTT_TLS="false",
+        GATEWAY_MQTT_CLIENT_ID="chaos-gateway",
+        GATEWAY_PROJECT_ID=PROJECT_ID,
+        GATEWAY_EDGE_NODE_ID=EDGE_NODE_ID,
+        GATEWAY_TOPIC_ROOT=TOPIC_ROOT,
+        GATEWAY_WINDOW_MESSAGES=str(WINDOW),
+        GATEWAY_RECONNECT_MIN_S="1",
+        GATEWAY_RECONNECT_MAX_S="1",
+    )
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
-    made = {
-        name: ServiceSlot(name, command, {**env, "GATEWAY_CONSUMER_NAME": f"chaos-{name}"}, log_dir)
-        for name, command in SERVICES.items()
-    }
-    yield made
-    for slot in made.values():
-        if slot.alive():
-            slot.current.killed = True
-            slot.current.process.kill()
-            slot.current.process.wait(10)
+    supervisor = Supervisor(log_dir, env)
+    yield supervisor
+    supervisor.stop_all(signal.SIGKILL)
+
+
+def event_delays(services: Supervisor, name: str, event: str) -> list[float | None]:
+    """Per incarnation, seconds from its start to its first log line of `event` (JSON logs)."""
+    delays: list[float | None] = []
+    for incarnation in services.incarnations(name):
+        delay = None
+        for line in incarnation.log().splitlines():
+            if f'"event": "{event}"' in line:
+                with contextlib.suppress(ValueError, KeyError):
+                    stamp = datetime.fromisoformat(json.loads(line)["timestamp"])
+                    delay = round(stamp.timestamp() - incarnation.started_wall, 2)
+                break
+        delays.append(delay)
+    return delays
 
 
 # ----------------------------------------------------------------------------- checks
@@ -390,11 +394,11 @@ def repeating_clusters(done: list[Done]) -> list[Cluster]:
 
 
 def test_faults_lose_no_accepted_frame(
-    private_redis: PrivateRedis,
-    private_broker: PrivateBroker,
-    paced_line: PacedLine,
-    durable_subscriber: DurableSubscriber,
-    slots: dict[str, ServiceSlot],
+    redis_server: PrivateRedis,
+    mosquitto: PrivateBroker,
+    paced_line: ModemLine,
+    durable_subscriber: MqttWatch,
+    services: Supervisor,
 ) -> None:
     seed = choose_seed("GATEWAY_CHAOS_SEED")
     frames = [frame_of(seq) for seq in range(FRAMES)]
@@ -406,32 +410,30 @@ def test_faults_lose_no_accepted_frame(
     for fault in schedule:
         print(f"  {fault}")
 
-    for slot in slots.values():
-        slot.start()
-    slots["ingest"].wait_log("serial_opened")
-    slots["publisher"].wait_log("mqtt_connected")
+    for name in SERVICES:
+        start_service(services, name)
+    services.wait_log("ingest", "serial_opened")
+    services.wait_log("publisher", "mqtt_connected")
     for name in ("decoder-1", "decoder-2"):
-        slots[name].wait_log("decoder_started")
+        services.wait_log(name, "decoder_started")
 
     # ---- frames at line rate while the faults happen
-    runner = FaultRunner(schedule, slots, private_redis, private_broker)
+    runner = FaultRunner(schedule, services, redis_server, mosquitto)
     started = time.monotonic()
     runner.start(started)
-    sent_at = paced_line.send(frames)
+    sent_at = paced_line.paced(frames, clock=time.monotonic)
     flowed_s = time.monotonic() - started
     runner.join(timeout_s=30)
 
     # ---- drain: frames stream still, both groups empty, every accepted reading received
-    client = private_redis.client()
+    client = redis_server.client()
     keys = StreamKeys(PREFIX)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     last_len, still_since = -1, time.monotonic()
     while True:
-        for slot in slots.values():
-            slot.check()
         frames_len = client.xlen(keys.frames)
         unread = paced_line.unread()
-        if frames_len != last_len or unread or not slots["ingest"].alive():
+        if frames_len != last_len or unread or not services.current("ingest").alive():
             last_len, still_since = frames_len, time.monotonic()
         decoder_state = group_state(client, keys.frames, DECODER_GROUP)
         publisher_state = group_state(client, keys.records, PUBLISHER_GROUP)
@@ -450,14 +452,12 @@ def test_faults_lose_no_accepted_frame(
                 f"{frames_len} frames, (pending, lag) "
                 f"decoder {decoder_state}, publisher {publisher_state}, {len(missing)} accepted "
                 f"readings not received ({ranges(missing)}), subscriber session_present "
-                f"{durable_subscriber.connections}\n" + "\n".join(s.logs() for s in slots.values())
+                f"{durable_subscriber.connections}\n" + services.logs()
             )
         time.sleep(0.25)
     drained_s = time.monotonic() - started - flowed_s
     time.sleep(1.0)  # a late duplicate would arrive now
     messages = durable_subscriber.snapshot()
-    for slot in slots.values():
-        slot.check()
 
     # ---- what happened, measured from outside the services
     accepted = accepted_frames(client, seq_of)
@@ -479,11 +479,11 @@ def test_faults_lose_no_accepted_frame(
     extras_after: Counter[str] = Counter()
     redelivered = 0
     for seq, seen in copies.items():
-        for message in sorted(seen, key=lambda m: m.at)[entries_per_seq[seq] :]:
+        for message in sorted(seen, key=lambda m: m.monotonic)[entries_per_seq[seq] :]:
             if message.dup:
                 redelivered += 1  # the broker's redelivery to this subscriber
                 continue
-            before = [c for c in clusters if c.began_at <= message.at]
+            before = [c for c in clusters if c.began_at <= message.monotonic]
             extras_after[before[-1].name if before else "no fault"] += 1
     extras = sum(len(seen) for seen in copies.values()) - len(accepted)
     # protocol.md: (DEVICE_ID, timestamp) identifies a reading. Frames of one serial read share
@@ -502,18 +502,20 @@ def test_faults_lose_no_accepted_frame(
         f"  accepted {ranges(set(entries_per_seq))}\n"
         f"  lost on the line {ranges(set(range(FRAMES)) - delivered)}\n"
         f"  lost with a killed ingest {ranges(not_accepted)}\n"
-        f"  ingest port opened after {slots['ingest'].event_delays('serial_opened')} s"
+        f"  ingest port opened after {event_delays(services, 'ingest', 'serial_opened')} s"
     )
 
     # ---- no service exited by itself, none logged a traceback, all stop cleanly
-    crashes = [c for s in slots.values() for c in s.crashes]
+    crashes = services.crashes()
     assert not crashes, f"{tag} services exited by themselves: {crashes}"
-    exit_codes = {name: slot.stop() for name, slot in slots.items()}
-    assert exit_codes == dict.fromkeys(slots, 0), f"{tag} exit codes on SIGTERM: {exit_codes}"
-    tracebacks = [s.name for s in slots.values() if "Traceback" in s.log_text()]
-    assert not tracebacks, f"{tag} tracebacks in {tracebacks}\n" + "\n".join(
-        slots[n].logs() for n in tracebacks
-    )
+    exit_codes = {name: services.stop(name) for name in SERVICES}
+    assert exit_codes == dict.fromkeys(SERVICES, 0), f"{tag} exit codes on SIGTERM: {exit_codes}"
+    tracebacks = [
+        name
+        for name in SERVICES
+        if any("Traceback" in i.log() for i in services.incarnations(name))
+    ]
+    assert not tracebacks, f"{tag} tracebacks in {tracebacks}\n{services.logs()}"
 
     # ---- ingest: only frames a killed ingest held are missing; repeats only across Redis faults
     assert not unexplained, (

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "scripts" / "demo.py"
+from gateway_devkit.processes import BIN
+
+DEMO = [str(BIN / "gateway-demo")]  # what `make demo` runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(DEMO), "--duration", "6", "--interval-s", "1", *args],
+        [*DEMO, "--duration", "6", "--interval-s", "1", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -32,7 +32,6 @@ from gateway_dash7 import (
     encode_unsolicited,
 )
 
-from .chaos_rig import choose_seed
 from .conftest import EDGE_NODE_ID, PROJECT_ID
 from .readings import (
     alp_of,
@@ -44,11 +43,14 @@ from .readings import (
     seq_of_ddata,
     status_of,
 )
+from .seeds import choose_seed
 
 if TYPE_CHECKING:
     import redis
 
-    from .conftest import Gateway, ModemLine, Service, Subscriber
+    from gateway_devkit.modem_line import ModemLine
+    from gateway_devkit.mqtt_watch import MqttWatch
+    from gateway_devkit.processes import Supervisor
 
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -230,9 +232,9 @@ def write_in_random_chunks(line: ModemLine, data: bytes, rng: random.Random) -> 
 
 
 def test_hostile_line_loses_no_good_reading(
-    gateway: Gateway,
+    gateway: Supervisor,
     modem_line: ModemLine,
-    subscriber: Subscriber,
+    watch: MqttWatch,
     redis_client: redis.Redis,
     stream_prefix: str,
     topic_root: str,
@@ -243,21 +245,12 @@ def test_hostile_line_loses_no_good_reading(
     rng = random.Random(seed)
     stream, good, malformed, reasons = hostile_stream(rng)
 
-    def start(name: str, command: str, **env: str) -> Service:
-        health = str(gateway.log_dir / f"{name}.health.json")
-        return gateway.start(name, command, GATEWAY_HEALTH_FILE=health, **env)
-
+    start = gateway.start_service  # each with a health file of its own
     start("decoder-1", "gateway-decoder", GATEWAY_CONSUMER_NAME="decoder-1")
     start("decoder-2", "gateway-decoder", GATEWAY_CONSUMER_NAME="decoder-2")
     start("publisher", "gateway-publisher", GATEWAY_CONSUMER_NAME="publisher-1")
-    ingest = start(
-        "ingest", "gateway-ingest", GATEWAY_SERIAL_PORT=modem_line.path, GATEWAY_LOG_LEVEL="info"
-    )
-    deadline = time.monotonic() + 15
-    while "serial_opened" not in ingest.log():
-        gateway.assert_running()
-        assert time.monotonic() < deadline, f"ingest never opened the pty\n{gateway.logs()}"
-        time.sleep(0.05)
+    start("ingest", "gateway-ingest", GATEWAY_SERIAL_PORT=modem_line.path, GATEWAY_LOG_LEVEL="info")
+    gateway.wait_log("ingest", "serial_opened")
     started = time.monotonic()
     write_in_random_chunks(modem_line, stream, rng)
 
@@ -270,12 +263,12 @@ def test_hostile_line_loses_no_good_reading(
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # dead letters arrive without an MQTT message: poll
-        if settled(subscriber.wait_for(settled, timeout_s=0.25)):
+        if settled(watch.wait_for(settled, timeout_s=0.25)):
             break
     time.sleep(1.0)  # anything extra would arrive now
-    messages = subscriber.wait_for(lambda _ms: True, timeout_s=0)
+    messages = watch.wait_for(lambda _ms: True, timeout_s=0)
     elapsed = time.monotonic() - started
-    gateway.assert_running()
+    gateway.check_alive()
 
     # ---- every good reading exactly once, with its values
     seqs = [seq for m in messages if (seq := seq_of_ddata(m.topic, m.payload)) is not None]
@@ -321,9 +314,9 @@ def test_hostile_line_loses_no_good_reading(
         assert summary["pending"] == 0, f"{tag} {group}: {summary}"
 
     # ---- nothing crashed: every service stops cleanly, no traceback in any log
-    codes = {name: gateway.stop(name, signal.SIGTERM) for name in list(gateway.services)}
+    codes = {name: gateway.stop(name, signal.SIGTERM) for name in list(gateway.latest)}
     assert codes == dict.fromkeys(codes, 0), f"{tag} exit codes {codes}\n{gateway.logs()}"
-    logs = {name: service.log() for name, service in gateway.services.items()}
+    logs = {name: service.log() for name, service in gateway.latest.items()}
     assert not [n for n, text in logs.items() if "Traceback" in text], f"{tag}\n{gateway.logs()}"
     framing_errors = logs["ingest"].count('"event": "framing_error"')
     other_types = logs["ingest"].count('"event": "unexpected_message_type"')

@@ -35,6 +35,9 @@ SDIST_ONLY_OK: dict[str, str] = {}
 #: (platform, wheel platform tag fragment) the image is built for.
 PLATFORMS = (("linux/amd64", "x86_64"), ("linux/arm64", "aarch64"))
 
+#: Workspace members that never go into the image: folder -> distribution (import name).
+DEV_ONLY = {"packages/devkit": ("gateway-devkit", "gateway_devkit")}
+
 
 # ---------------------------------------------------------------- Dockerfile reading
 
@@ -219,6 +222,8 @@ def test_build_stage_installs_from_the_lockfile_with_the_makefiles_uv() -> None:
     for sync in syncs:
         assert "--frozen" in sync.split() or "--locked" in sync.split(), sync
         assert "--no-dev" in sync.split(), sync
+        for distribution, _ in DEV_ONLY.values():
+            assert f"--no-install-package {distribution}" in sync, sync
     assert "--no-editable" in syncs[-1].split()
 
 
@@ -229,12 +234,18 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_context() -> None
     for path in ("uv.lock", "pyproject.toml", "services/ingest/pyproject.toml"):
         assert in_context(path, rules), path
     assert in_context("packages/common/src/gateway_common/settings.py", rules)
+    for member in DEV_ONLY:
+        assert in_context(f"{member}/pyproject.toml", rules), member
+        assert not in_context(f"{member}/src/x.py", rules), member
     assert not in_context("packages/common/src/gateway_common/__pycache__/x.pyc", rules)
 
 
 def _runtime_packages(lock: dict[str, Any]) -> list[dict[str, Any]]:
     by_name = {p["name"]: p for p in lock["package"]}
-    members = [p for p in lock["package"] if "editable" in p["source"]]
+    dev_only = {distribution for distribution, _ in DEV_ONLY.values()}
+    members = [
+        p for p in lock["package"] if "editable" in p["source"] and p["name"] not in dev_only
+    ]
     seen: set[str] = set()
     todo = [d["name"] for m in members for d in m.get("dependencies", [])]
     while todo:
@@ -347,6 +358,8 @@ def _clean_env(**extra: str) -> dict[str, str]:
 def _declared_scripts() -> set[str]:
     scripts: set[str] = set()
     for pyproject in ROOT.glob("*/*/pyproject.toml"):
+        if pyproject.parent.relative_to(ROOT).as_posix() in DEV_ONLY:
+            continue
         project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
         scripts.update(project.get("scripts", {}))
     return scripts
@@ -380,6 +393,40 @@ def test_the_virtualenv_holds_no_editable_install(built_venv: Path) -> None:
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().startswith(str(site)), probe.stdout
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.integration
+def test_the_virtualenv_holds_no_dev_only_package(built_venv: Path) -> None:
+    """No gateway-devkit (the test kit, the bench, the demo), nor anything that only it or the
+    dev tools need: every distribution installed is a runtime dependency of a member."""
+    site = next(built_venv.glob("lib/python3.*/site-packages"))
+    installed = {_normalized(d.name.split("-")[0]) for d in site.glob("*.dist-info")}
+    for member, (distribution, module) in DEV_ONLY.items():
+        assert _normalized(distribution) not in installed, distribution
+        assert not (site / module).exists(), module
+        project = tomllib.loads((ROOT / member / "pyproject.toml").read_text(encoding="utf-8"))
+        for script in project["project"].get("scripts", {}):
+            assert not (built_venv / "bin" / script).exists(), script
+        probe = subprocess.run(
+            [str(built_venv / "bin/python"), "-I", "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            cwd=built_venv.parent,
+            env=_clean_env(),
+            check=False,
+        )
+        assert probe.returncode != 0, f"{module} is importable in the image"
+    lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
+    members = {p["name"] for p in lock["package"] if "editable" in p["source"]} - {
+        distribution for distribution, _ in DEV_ONLY.values()
+    }
+    runtime = {_normalized(n) for n in members | {p["name"] for p in _runtime_packages(lock)}}
+    assert installed - runtime == set(), "installed, yet no runtime dependency"
+    assert "pytest" not in installed
 
 
 @pytest.mark.integration
@@ -459,7 +506,7 @@ def test_dockerignore_reincludes_name_their_folders_literally() -> None:
         assert not any(set(level) & set("*?[") for level in folders), pattern
     for member in _workspace_members():
         assert f"{member}/pyproject.toml" in reincludes, member
-        assert f"{member}/src" in reincludes, member
+        assert (f"{member}/src" in reincludes) == (member not in DEV_ONLY), member
 
 
 def test_every_workspace_member_is_copied_for_the_dependency_layer() -> None:

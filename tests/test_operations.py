@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -26,10 +26,17 @@ from gateway_dash7 import (
     encode_frame,
     encode_unsolicited,
 )
-from private_servers import free_port
+from gateway_devkit.polling import wait_until
+from gateway_devkit.processes import BIN
+from gateway_devkit.scrape import http_get, scrape
+from gateway_devkit.servers import free_port
 
-from .conftest import Gateway, Message, ModemLine, Subscriber
-from .ops_helpers import BIN, gatewayctl, http_get, scrape, wait_until
+from .ops_helpers import gatewayctl
+
+if TYPE_CHECKING:
+    from gateway_devkit.modem_line import ModemLine
+    from gateway_devkit.mqtt_watch import MqttWatch, Received
+    from gateway_devkit.processes import Supervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -73,7 +80,7 @@ def frames() -> list[bytes]:
     return [encode_frame(i + 1, MessageType.ALP_DATA, alp) for i, alp in enumerate(alps)]
 
 
-def ddata(messages: list[Message]) -> list[Message]:
+def ddata(messages: list[Received]) -> list[Received]:
     return [m for m in messages if "/DDATA/" in m.topic]
 
 
@@ -82,9 +89,9 @@ def values(port: int, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 
 def test_an_operator_sees_counts_requeues_and_replays(
-    gateway: Gateway,
+    gateway: Supervisor,
     modem_line: ModemLine,
-    subscriber: Subscriber,
+    watch: MqttWatch,
     redis_client: redis.Redis,
     stream_prefix: str,
     tmp_path: Any,
@@ -97,7 +104,7 @@ def test_an_operator_sees_counts_requeues_and_replays(
         ("publisher", "gateway-publisher", {"GATEWAY_BACKLOG_INTERVAL_MS": "200"}),
         ("ingest", "gateway-ingest", {"GATEWAY_SERIAL_PORT": modem_line.path}),
     ):
-        gateway.start(
+        gateway.start_service(
             name,
             command,
             GATEWAY_METRICS_PORT=str(ports[name]),
@@ -105,7 +112,7 @@ def test_an_operator_sees_counts_requeues_and_replays(
             GATEWAY_LOG_SUMMARY_INTERVAL_S="1",
             **extra,
         )
-    assert wait_until(lambda: "serial_opened" in gateway.services["ingest"].log(), 15), (
+    assert wait_until(lambda: "serial_opened" in gateway.current("ingest").log(), 15), (
         gateway.logs()
     )
 
@@ -115,11 +122,11 @@ def test_an_operator_sees_counts_requeues_and_replays(
     corrupted[-3] ^= 0x10
     since = time.time()
     modem_line.write(bytes(corrupted) + b"".join(good))
-    messages = subscriber.wait_for(lambda ms: len(ddata(ms)) >= 3, timeout_s=20)
+    messages = watch.wait_for(lambda ms: len(ddata(ms)) >= 3, timeout_s=20)
     first_three = ddata(messages)
     assert len(first_three) == 3, gateway.logs()
     until = time.time()
-    gateway.assert_running()
+    gateway.check_alive()
 
     # ---- metrics and health of every service
     for name, port in ports.items():
@@ -224,7 +231,7 @@ def test_an_operator_sees_counts_requeues_and_replays(
     tailed = [json.loads(line) for line in tail_out.splitlines()]
     assert [t["device_id"] for t in tailed] == [A_ID, B_ID, A_ID]
 
-    messages = subscriber.wait_for(lambda ms: len(ddata(ms)) >= 6, timeout_s=20)
+    messages = watch.wait_for(lambda ms: len(ddata(ms)) >= 6, timeout_s=20)
     republished = ddata(messages)[3:]
     assert [(m.topic, m.payload) for m in republished] == [
         (m.topic, m.payload) for m in first_three
@@ -233,12 +240,12 @@ def test_an_operator_sees_counts_requeues_and_replays(
 
     # ---- one summary line per interval in every service's log
     def decoded_in_summaries() -> int:
-        lines = gateway.services["decoder"].log().splitlines()
+        lines = gateway.current("decoder").log().splitlines()
         summaries = [json.loads(line) for line in lines if '"event": "summary"' in line]
         return sum(s.get("frames_decoded", {}).get("record", 0) for s in summaries)
 
     assert wait_until(lambda: decoded_in_summaries() == 4, 5), gateway.logs()
-    for service in gateway.services.values():
+    for service in gateway.latest.values():
         assert '"event": "summary"' in service.log(), service.name
-    assert gateway.services["ingest"].log().count('"event": "frame_received"') >= 5  # debug
-    gateway.assert_running()
+    assert gateway.current("ingest").log().count('"event": "frame_received"') >= 5  # debug
+    gateway.check_alive()

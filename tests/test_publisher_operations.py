@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +18,16 @@ from gateway_common.entries import Record, encode
 from gateway_common.records import decode_alp
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
 from gateway_dash7 import D7Status, EnergyConfigFile, EnergyFile, encode_unsolicited
-from private_servers import PrivateBroker, find_binary, free_port, stop_process
+from gateway_devkit.polling import wait_until
+from gateway_devkit.processes import BIN, stop_process
+from gateway_devkit.scrape import http_get, sample
+from gateway_devkit.servers import PrivateBroker, free_port
 
-from .ops_helpers import BIN, gatewayctl, http_get, sample, wait_until
+from .ops_helpers import gatewayctl
 
 pytestmark = pytest.mark.integration
 
 ENERGY = EnergyFile((1, 2, 3), (4, 5, 6), (7, 8, 9), (230, 231, 232))
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    if find_binary("mosquitto") is None:
-        pytest.skip("mosquitto is not installed")
-    broker = PrivateBroker(tmp_path / "mosquitto", persistence=False)  # restarts with no session
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def start_publisher(
@@ -66,14 +59,18 @@ def start_publisher(
 
 
 def test_mqtt_connected_drops_to_0_within_seconds_of_an_outage(
-    tmp_path: Path, redis_url: str, stream_prefix: str, private_broker: PrivateBroker
+    tmp_path: Path,
+    redis_url: str,
+    stream_prefix: str,
+    private_broker: Callable[..., PrivateBroker],
 ) -> None:
+    mosquitto = private_broker(persistence=False)  # restarts with no session
     port = free_port()
-    publisher = start_publisher(tmp_path, redis_url, stream_prefix, private_broker.port, port)
+    publisher = start_publisher(tmp_path, redis_url, stream_prefix, mosquitto.port, port)
     try:
         connected = lambda: sample(port, "gateway_mqtt_connected")  # noqa: E731
         assert wait_until(lambda: http_get(port, "/metrics")[0] == 200 and connected() == 1, 10)
-        private_broker.stop()
+        mosquitto.stop()
         outage = time.monotonic()
         assert wait_until(lambda: connected() == 0, 10)
         seen_after_s = time.monotonic() - outage
@@ -81,7 +78,7 @@ def test_mqtt_connected_drops_to_0_within_seconds_of_an_outage(
         status, body = http_get(port, "/healthz")
         assert status == 503
         assert "mqtt" in body
-        private_broker.start()
+        mosquitto.start()
         assert wait_until(lambda: connected() == 1, 10)
         assert wait_until(lambda: http_get(port, "/healthz")[0] == 200, 5)
     finally:

@@ -5,40 +5,23 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from gateway_common.health import EXIT_UNHEALTHY
 from gateway_dash7 import MessageType, encode_frame
-from private_servers import free_port
-
-BIN = Path(sys.executable).parent
+from gateway_devkit.polling import wait_until
+from gateway_devkit.processes import BIN
+from gateway_devkit.scrape import http_get
+from gateway_devkit.servers import free_port
 
 pytestmark = pytest.mark.integration
 
 
 def healthz(port: int) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError as exc:
-        return 0, str(exc)
-
-
-def wait_until(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+    return http_get(port, "/healthz")
 
 
 def healthcheck(health_file: Path) -> subprocess.CompletedProcess[str]:
@@ -66,8 +49,8 @@ def test_decoder_healthy_with_redis(tmp_path, redis_url, stream_prefix) -> None:
         assert wait_until(lambda: healthz(port) == (200, "ok\n"), 10), healthz(port)
         result = healthcheck(health_file)
         assert result.returncode == 0, result.stderr
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            metrics = r.read().decode()
+        status, metrics = http_get(port, "/metrics")
+        assert status == 200, metrics
         assert "process_resident_memory_bytes" in metrics
         assert "gateway_decode_seconds" in metrics
     finally:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import paho.mqtt.client as mqtt
 import pytest
 import redis
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway_common.entries import decode_dead_letter
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
@@ -26,7 +24,14 @@ from gateway_dash7 import (
 )
 from gateway_dash7 import device_id as device_id_of
 
-from .conftest import EDGE_NODE_ID, PROJECT_ID, Gateway, Message, ModemLine, Subscriber
+from .conftest import EDGE_NODE_ID, PROJECT_ID
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gateway_devkit.modem_line import ModemLine
+    from gateway_devkit.mqtt_watch import MqttWatch, Received
+    from gateway_devkit.processes import Supervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -45,15 +50,11 @@ BIRTH_METRICS = (
 )
 
 
-def start_gateway(gateway: Gateway, line: ModemLine) -> None:
-    gateway.start("decoder", "gateway-decoder", GATEWAY_CONSUMER_NAME="decoder-1")
-    gateway.start("publisher", "gateway-publisher", GATEWAY_CONSUMER_NAME="publisher-1")
-    ingest = gateway.start("ingest", "gateway-ingest", GATEWAY_SERIAL_PORT=line.path)
-    deadline = time.monotonic() + 15
-    while "serial_opened" not in ingest.log():
-        gateway.assert_running()
-        assert time.monotonic() < deadline, f"ingest never opened the pty\n{gateway.logs()}"
-        time.sleep(0.05)
+def start_gateway(gateway: Supervisor, line: ModemLine) -> None:
+    gateway.start_service("decoder", "gateway-decoder", GATEWAY_CONSUMER_NAME="decoder-1")
+    gateway.start_service("publisher", "gateway-publisher", GATEWAY_CONSUMER_NAME="publisher-1")
+    gateway.start_service("ingest", "gateway-ingest", GATEWAY_SERIAL_PORT=line.path)
+    gateway.wait_log("ingest", "serial_opened")
 
 
 def write_in_random_chunks(line: ModemLine, data: bytes, rng: random.Random) -> None:
@@ -66,7 +67,7 @@ def write_in_random_chunks(line: ModemLine, data: bytes, rng: random.Random) -> 
             time.sleep(0.002)
 
 
-def ddata_of(messages: list[Message]) -> list[Message]:
+def ddata_of(messages: list[Received]) -> list[Received]:
     return [m for m in messages if "/DDATA/" in m.topic]
 
 
@@ -74,7 +75,9 @@ def topic(topic_root: str, kind: str, device_id: str) -> str:
     return f"{topic_root}/{PROJECT_ID}/{kind}/{EDGE_NODE_ID}/{device_id}"
 
 
-def assert_births_precede_data(messages: list[Message], topic_root: str, devices: set[str]) -> None:
+def assert_births_precede_data(
+    messages: list[Received], topic_root: str, devices: set[str]
+) -> None:
     for device in devices:
         topics = [m.topic for m in messages]
         birth = topics.index(topic(topic_root, "DBIRTH", device))
@@ -84,30 +87,24 @@ def assert_births_precede_data(messages: list[Message], topic_root: str, devices
         assert [(m["name"], m["dataType"]) for m in payload["metrics"]] == BIRTH_METRICS
 
 
-def assert_retained_births(broker: Any, topic_root: str, devices: set[str]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    late = Subscriber(client)
-    client.on_message = late.on_message
-    client.on_connect = lambda c, *_a: c.subscribe(f"{topic_root}/+/DBIRTH/#", qos=1)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        got = late.wait_for(lambda ms: len(ms) >= len(devices), timeout_s=10)
-    finally:
-        client.loop_stop()
-        client.disconnect()
+def assert_retained_births(
+    subscriber: Callable[..., MqttWatch], broker: Any, topic_root: str, devices: set[str]
+) -> None:
+    late = subscriber(broker.host, broker.port, f"{topic_root}/+/DBIRTH/#")
+    got = late.wait_for(lambda ms: len(ms) >= len(devices), timeout_s=10)
     assert {m.topic for m in got if m.retain} == {topic(topic_root, "DBIRTH", d) for d in devices}
 
 
 def test_every_vector_yields_exactly_the_expected_messages(
-    gateway: Gateway,
+    gateway: Supervisor,
     modem_line: ModemLine,
-    subscriber: Subscriber,
+    watch: MqttWatch,
     vectors: list[dict[str, Any]],
     topic_root: str,
     stream_prefix: str,
     redis_client: redis.Redis,
     broker: Any,
+    subscriber: Callable[..., MqttWatch],
 ) -> None:
     rng = random.Random(7)
     start_gateway(gateway, modem_line)
@@ -122,10 +119,10 @@ def test_every_vector_yields_exactly_the_expected_messages(
     written_at = time.time()
     write_in_random_chunks(modem_line, stream, rng)
 
-    messages = subscriber.wait_for(lambda ms: len(ddata_of(ms)) >= len(expected), timeout_s=30)
+    messages = watch.wait_for(lambda ms: len(ddata_of(ms)) >= len(expected), timeout_s=30)
     time.sleep(0.5)  # anything extra would arrive now
-    messages = subscriber.wait_for(lambda _ms: True, timeout_s=0)
-    gateway.assert_running()
+    messages = watch.wait_for(lambda _ms: True, timeout_s=0)
+    gateway.check_alive()
     data = ddata_of(messages)
     assert len(data) == len(expected), gateway.logs()
     for message, (device_id, metrics) in zip(data, expected, strict=True):
@@ -142,7 +139,7 @@ def test_every_vector_yields_exactly_the_expected_messages(
     devices = {device for device, _ in expected}
     assert_births_precede_data(messages, topic_root, devices)
     assert len([m for m in messages if "/DBIRTH/" in m.topic]) == len(devices)
-    assert_retained_births(broker, topic_root, devices)
+    assert_retained_births(subscriber, broker, topic_root, devices)
 
     keys = StreamKeys(stream_prefix)
     reasons = sorted(
@@ -222,9 +219,9 @@ def corrupted(frame: bytes, rng: random.Random) -> bytes:
 
 
 def test_unseen_frames_in_noise_and_corrupted_copies(
-    gateway: Gateway,
+    gateway: Supervisor,
     modem_line: ModemLine,
-    subscriber: Subscriber,
+    watch: MqttWatch,
     topic_root: str,
 ) -> None:
     rng = random.Random(20261127)
@@ -244,10 +241,10 @@ def test_unseen_frames_in_noise_and_corrupted_copies(
             expected.append((device, metrics))
     write_in_random_chunks(modem_line, stream, rng)
 
-    messages = subscriber.wait_for(lambda ms: len(ddata_of(ms)) >= len(expected), timeout_s=30)
+    messages = watch.wait_for(lambda ms: len(ddata_of(ms)) >= len(expected), timeout_s=30)
     time.sleep(0.5)
-    messages = subscriber.wait_for(lambda _ms: True, timeout_s=0)
-    gateway.assert_running()
+    messages = watch.wait_for(lambda _ms: True, timeout_s=0)
+    gateway.check_alive()
     data = ddata_of(messages)
     assert len(data) == len(expected), gateway.logs()
     for message, (device_id, metrics) in zip(data, expected, strict=True):

@@ -23,6 +23,7 @@ from compose_project import DEMO_GATEWAY, HERE, Project, report
 from gateway_common.devices import DeviceEntry
 from gateway_common.entries import decode_dead_letter, decode_record
 from gateway_common.streams import DECODER_GROUP, ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
+from gateway_devkit.polling import wait_until
 
 pytestmark = pytest.mark.container
 
@@ -46,15 +47,6 @@ def pending(client: redis.Redis, stream: str, group: str) -> tuple[int, int]:
         if info["name"].decode() == group:
             return int(info["pending"]), int(info["lag"] or 0)
     raise AssertionError(f"no group {group} on {stream}")
-
-
-def wait_for(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(1)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
 def test_a_demo_profile_healthy_with_two_decoders_and_readings_at_the_broker(demo: Project) -> None:
@@ -91,25 +83,23 @@ def test_b_killed_main_processes_come_back_and_nothing_is_lost(demo: Project) ->
     before = {c: demo.inspect(c)["RestartCount"] for c in victims}
     for container in victims:
         os.kill(demo.inspect(container)["State"]["Pid"], signal.SIGKILL)  # from the host: a crash
-    wait_for(
-        lambda: all(demo.inspect(c)["RestartCount"] > before[c] for c in victims),
-        60,
-        "each killed container restarted by its restart policy",
-    )
+    assert wait_until(
+        lambda: all(demo.inspect(c)["RestartCount"] > before[c] for c in victims), 60, 1
+    ), "each killed container is restarted by its restart policy"
     demo.wait_healthy(DEMO_GATEWAY, HEALTHY_WITHIN_S, replicas={"decoder-demo": 2})
     client = demo.redis()
     records_before = client.xlen(KEYS.records)
-    wait_for(lambda: client.xlen(KEYS.records) > records_before, 60, "records flow again")
+    assert wait_until(lambda: client.xlen(KEYS.records) > records_before, 60, 1), "no new records"
 
     demo.compose("stop", "sim")  # no new frames: the pipeline must drain to nothing pending
-    wait_for(
+    assert wait_until(
         lambda: (
             pending(client, KEYS.frames, DECODER_GROUP) == (0, 0)
             and pending(client, KEYS.records, PUBLISHER_GROUP) == (0, 0)
         ),
         60,
-        "frames and records pending 0",
-    )
+        1,
+    ), "frames or records still pending"
     frame_ids = {entry_id.decode() for entry_id, _ in client.xrange(KEYS.frames)}
     per_frame: dict[str, int] = {}
     for _, fields in client.xrange(KEYS.records):

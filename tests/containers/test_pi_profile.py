@@ -21,6 +21,7 @@ import pytest
 from compose_project import HERE, PI_GATEWAY, Project, docker, report
 
 from gateway_common.streams import PUBLISHER_GROUP, StreamKeys
+from gateway_devkit.polling import wait_until
 from pki import issue, make_ca
 
 pytestmark = pytest.mark.container
@@ -123,10 +124,7 @@ def test_the_publisher_refuses_a_broker_certified_by_another_ca(pi: Project) -> 
     assert services == {"redis", *PI_GATEWAY, "modem", "broker", "impostor"}
     pi.wait_healthy(("ingest", "decoder"), 90)
     client = pi.redis()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and client.xlen(KEYS.records) < 3:
-        time.sleep(1)
-    assert client.xlen(KEYS.records) >= 3, "records wait for the publisher"
+    assert wait_until(lambda: client.xlen(KEYS.records) >= 3, 60, 1), "no records to wait"
     # Nothing reaches the impostor, the records stay in Redis, and the log says why.
     assert pi.subscribe("impostor", TOPIC, count=1, timeout_s=10) == []
     delivered = [

@@ -14,9 +14,7 @@ import redis
 
 from gateway_common.entries import FrameEntry, decode_record, encode
 from gateway_dash7 import AddressType, ButtonFile, D7Status, EnergyConfigFile, encode_unsolicited
-from private_servers import PrivateRedis, find_binary
-
-from .conftest import wait_until
+from gateway_devkit.polling import wait_until
 
 DECODER = Path(sys.executable).with_name("gateway-decoder")
 
@@ -32,16 +30,6 @@ def test_bad_setting_exits_2_naming_the_variable():
     assert "GATEWAY_CLAIM_IDLE_MS" in lines[0]
 
 
-@pytest.fixture
-def private_redis(tmp_path):
-    """Not started; without persistence, so killing it loses all its data."""
-    if find_binary("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(tmp_path, appendfsync=None)
-    yield server
-    server.stop(signal.SIGKILL)
-
-
 def _frames(client: redis.Redis, count: int) -> None:
     status = D7Status(address=b"\xab\xcd", address_type=AddressType.VID)
     for n in range(count):
@@ -51,25 +39,25 @@ def _frames(client: redis.Redis, count: int) -> None:
 
 @pytest.mark.integration
 def test_waits_for_redis_and_resumes_after_it_restarts(private_redis, start_decoder):
-    decoder = start_decoder(
-        redis_url=f"redis://127.0.0.1:{private_redis.port}/0", stream_prefix="gw"
-    )
-    wait_until(lambda: decoder.metric("gateway_decoder_redis_errors_total") >= 2)
+    # Not started yet; without persistence, so killing it loses all its data.
+    redis_server = private_redis(appendfsync=None, start=False)
+    decoder = start_decoder(redis_url=redis_server.url, stream_prefix="gw")
+    assert wait_until(lambda: decoder.metric("gateway_decoder_redis_errors_total") >= 2)
     assert decoder.thread.is_alive()
 
-    private_redis.start()
-    client = private_redis.client()
+    redis_server.start()
+    client = redis_server.client()
     _frames(client, 5)
-    wait_until(lambda: client.xlen("gw:records") == 5)
+    assert wait_until(lambda: client.xlen("gw:records") == 5)
 
     # Redis lost, with all its data (no persistence): the group is gone
-    private_redis.stop(signal.SIGKILL)
+    redis_server.stop(signal.SIGKILL)
     time.sleep(0.3)
     assert decoder.thread.is_alive()
-    private_redis.start()
-    client = private_redis.client()
+    redis_server.start()
+    client = redis_server.client()
     _frames(client, 3)
-    wait_until(lambda: client.xlen("gw:records") == 3)
+    assert wait_until(lambda: client.xlen("gw:records") == 3)
     records = [decode_record(f[b"d"]) for _, f in client.xrange("gw:records")]
     assert {record.device_id for record in records} == {"ABCD"}
     decoder.halt()
@@ -93,7 +81,7 @@ def test_console_script_decodes_and_stops_on_sigterm(redis_url, streams):
         (frame_id,) = streams.add_frames(
             [encode_unsolicited(62, EnergyConfigFile(600, enabled=True).encode(), status)]
         )
-        wait_until(lambda: streams.outputs() == 1)
+        assert wait_until(lambda: streams.outputs() == 1)
         (record,) = streams.records()
         assert (record.device_id, record.kind, record.frame_id) == (
             "B5700009151DC",
@@ -117,12 +105,12 @@ def test_a_decoder_started_on_a_full_redis_trims_the_archive_that_fills_it(
 ):
     """Over its maxmemory, Redis refuses XGROUP CREATE even for a group that exists: a decoder
     (re)started then must still get going, and trim the decoded frames that fill Redis."""
-    private_redis.start()
-    client = private_redis.client()
-    url = private_redis.url
+    redis_server = private_redis(appendfsync=None)
+    client = redis_server.client()
+    url = redis_server.url
     first = start_decoder(redis_url=url, stream_prefix="gw")
     _frames(client, 200)
-    wait_until(lambda: client.xlen("gw:records") == 200)
+    assert wait_until(lambda: client.xlen("gw:records") == 200)
     first.halt()
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", client.info("memory")["used_memory"] - 64 * 1024)
@@ -136,12 +124,12 @@ def test_a_decoder_started_on_a_full_redis_trims_the_archive_that_fills_it(
         frames_retention_s=0.5,
         trim_interval_s=0.1,
     )
-    wait_until(lambda: client.xlen("gw:frames") == 0)
+    assert wait_until(lambda: client.xlen("gw:frames") == 0)
     assert second.metric("gateway_stream_trimmed_entries_total", stream="gw:frames") == 200
 
     client.config_set("maxmemory", 0)  # room again: the same decoder goes on decoding
     _frames(client, 1)
-    wait_until(lambda: client.xlen("gw:records") == 201)
+    assert wait_until(lambda: client.xlen("gw:records") == 201)
     assert second.thread.is_alive()
     second.halt()
 
@@ -157,6 +145,8 @@ def test_dead_letters_beyond_the_ceiling_are_trimmed_and_counted(
         redis_client.xadd(f"{stream_prefix}:frames", {b"d": entry})
     decoder = start_decoder(dead_max_letters=3, trim_interval_s=0.1)
     dead = f"{stream_prefix}:dead"
-    wait_until(lambda: decoder.metric("gateway_stream_trimmed_entries_total", stream=dead) == 2)
+    assert wait_until(
+        lambda: decoder.metric("gateway_stream_trimmed_entries_total", stream=dead) == 2
+    )
     assert redis_client.xlen(dead) == 3
     decoder.halt()

@@ -11,8 +11,7 @@ from gateway_common.records import decode_entry
 from gateway_common.streams import DECODER_GROUP
 from gateway_dash7 import AddressType, ButtonFile, D7Status, EnergyFile, encode_unsolicited
 from gateway_decoder.handoff import FrameHandoff, Output
-
-from .conftest import wait_until
+from gateway_devkit.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +33,8 @@ def test_vectors_become_records_and_dead_letters(streams, start_decoder, vectors
     ids = streams.add_frames([bytes.fromhex(case["alp_hex"]) for case in cases])
     bad_id = streams.add_raw({b"d": b"\xc1 not msgpack"})
     decoder = start_decoder()
-    wait_until(lambda: streams.outputs() == len(cases) + 1)
-    wait_until(lambda: streams.pending() == 0)
+    assert wait_until(lambda: streams.outputs() == len(cases) + 1)
+    assert wait_until(lambda: streams.pending() == 0)
 
     records = {record.frame_id: record for record in streams.records()}
     dead = {letter.source_id: letter for letter in streams.dead()}
@@ -57,7 +56,7 @@ def test_vectors_become_records_and_dead_letters(streams, start_decoder, vectors
     assert dead[bad_id].received_at is None
     assert len(records) + len(dead) == len(cases) + 1
 
-    wait_until(lambda: decoder.metric("gateway_frames_decoded_total", result="dead") == 3)
+    assert wait_until(lambda: decoder.metric("gateway_frames_decoded_total", result="dead") == 3)
     assert decoder.metric("gateway_frames_decoded_total", result="record") == len(records)
     assert decoder.metric("gateway_dead_letters_total", reason="unknown file id 64") == 1
     assert decoder.metric("gateway_decode_seconds_count") == len(cases) + 1
@@ -105,7 +104,7 @@ def test_two_racing_replicas_yield_exactly_one_record_per_frame(streams, start_d
     options = {"claim_idle_ms": 1, "claim_interval_ms": 5, "batch_size": 20}
     first = start_decoder("replica-a", **options)
     second = start_decoder("replica-b", **options)
-    wait_until(lambda: streams.pending() == 0 and streams.outputs() >= 500, timeout_s=30)
+    assert wait_until(lambda: streams.pending() == 0 and streams.outputs() >= 500, timeout_s=30)
     first.halt()
     second.halt()
     records = streams.records()
@@ -126,7 +125,7 @@ def test_restarted_replica_resumes_its_own_pending_frames(redis_client, streams,
     assert streams.pending() == 30
     # A long claim_idle_ms: only reading its own pending entries can recover them.
     decoder = start_decoder("replica-a", claim_idle_ms=600_000)
-    wait_until(lambda: streams.pending() == 0)
+    assert wait_until(lambda: streams.pending() == 0)
     assert sorted(r.frame_id for r in streams.records()) == sorted(ids)
     assert decoder.metric("gateway_decoder_claimed_total") == 0
 
@@ -136,7 +135,7 @@ def test_other_replica_does_not_take_fresh_pending_frames(redis_client, streams,
     _handoff(redis_client, streams, "replica-a").read_new()
     other = start_decoder("replica-b", claim_idle_ms=600_000)
     streams.add_frames([_button(9)])
-    wait_until(lambda: streams.outputs() == 1)
+    assert wait_until(lambda: streams.outputs() == 1)
     other.halt()
     assert streams.pending() == 3  # still replica-a's, not yet idle long enough
 
@@ -147,7 +146,7 @@ def test_frames_of_a_vanished_replica_are_claimed_after_idle_time(
     ids = streams.add_frames([_button(n) for n in range(10)])
     _handoff(redis_client, streams, "gone-for-good").read_new()
     decoder = start_decoder("replica-b", claim_idle_ms=300, claim_interval_ms=50)
-    wait_until(lambda: streams.pending() == 0)
+    assert wait_until(lambda: streams.pending() == 0)
     assert sorted(r.frame_id for r in streams.records()) == sorted(ids)
     assert decoder.metric("gateway_decoder_claimed_total") == 10
     consumers = redis_client.xinfo_consumers(streams.keys.frames, DECODER_GROUP)
@@ -174,7 +173,7 @@ def test_unexpected_error_is_dead_lettered_after_max_attempts(streams, start_dec
     poison, good = streams.add_frames([_button(1), _button(2)])
     decode = FailingDecode({poison})
     decoder = start_decoder(decode=decode, max_attempts=3, claim_idle_ms=50, claim_interval_ms=20)
-    wait_until(lambda: streams.outputs() == 2 and streams.pending() == 0)
+    assert wait_until(lambda: streams.outputs() == 2 and streams.pending() == 0)
     (letter,) = streams.dead()
     assert letter.reason == "decoder error: ZeroDivisionError"
     assert letter.source_id == poison
@@ -195,7 +194,7 @@ def test_records_round_trip_the_shared_schema(streams, start_decoder):
     status = D7Status(address=b"\xab\xcd", address_type=AddressType.VID)
     (frame_id,) = streams.add_frames([encode_unsolicited(52, energy.encode(), status)])
     start_decoder()
-    wait_until(lambda: streams.outputs() == 1)
+    assert wait_until(lambda: streams.outputs() == 1)
     assert streams.pending() == 0
     assert streams.records() == [
         Record(
@@ -221,7 +220,7 @@ def test_deleted_pending_entry_is_not_a_crash(redis_client, streams, start_decod
     _handoff(redis_client, streams, "replica-a").read_new()
     redis_client.xdel(streams.keys.frames, ids[0])  # trimmed while pending
     start_decoder("replica-a")
-    wait_until(lambda: streams.pending() == 0)
+    assert wait_until(lambda: streams.pending() == 0)
     assert [r.frame_id for r in streams.records()] == [ids[1]]
     (letter,) = streams.dead()
     assert (letter.source_id, letter.reason) == (ids[0], "undecodable entry: missing field d")

@@ -8,8 +8,8 @@ import pytest
 
 from gateway_common.streams import DECODER_GROUP
 from gateway_dash7 import ButtonFile, D7Status, encode_unsolicited
+from gateway_devkit.polling import wait_until
 
-from .conftest import wait_until
 from .test_decoder_redis import FailingDecode
 
 pytestmark = pytest.mark.integration
@@ -35,8 +35,8 @@ def test_decoded_frames_are_trimmed_behind_the_oldest_pending_one(streams, start
         frames_retention_s=0,
         trim_interval_s=0.05,
     )
-    wait_until(lambda: streams.outputs() == 5)
-    wait_until(lambda: _ids(streams.client, streams.keys.frames) == ids[3:])
+    assert wait_until(lambda: streams.outputs() == 5)
+    assert wait_until(lambda: _ids(streams.client, streams.keys.frames) == ids[3:])
     time.sleep(0.2)  # several more trimming rounds: the pending frame and those after it stay
     assert _ids(streams.client, streams.keys.frames) == ids[3:]
     assert streams.pending() == 1
@@ -47,7 +47,7 @@ def test_decoded_frames_are_trimmed_behind_the_oldest_pending_one(streams, start
 def test_frames_younger_than_the_retention_are_kept(streams, start_decoder):
     ids = streams.add_frames([_button(n) for n in range(4)])
     start_decoder(trim_interval_s=0.05)  # default retention: 7 days
-    wait_until(lambda: streams.outputs() == 4 and streams.pending() == 0)
+    assert wait_until(lambda: streams.outputs() == 4 and streams.pending() == 0)
     time.sleep(0.2)
     assert _ids(streams.client, streams.keys.frames) == ids
 
@@ -56,7 +56,7 @@ def test_a_group_that_has_not_read_holds_trimming_back(streams, start_decoder):
     streams.client.xgroup_create(streams.keys.frames, "replay", id="0")
     ids = streams.add_frames([_button(n) for n in range(3)])
     start_decoder(frames_retention_s=0, trim_interval_s=0.05)
-    wait_until(lambda: streams.outputs() == 3 and streams.pending() == 0)
+    assert wait_until(lambda: streams.outputs() == 3 and streams.pending() == 0)
     time.sleep(0.2)
     assert _ids(streams.client, streams.keys.frames) == ids
     info = {g["name"].decode(): g for g in streams.client.xinfo_groups(streams.keys.frames)}
@@ -73,5 +73,5 @@ def test_dead_letters_are_trimmed_by_age(streams, start_decoder):
     recent = streams.client.xadd(dead, {b"d": b"x"}, id=f"{now_ms - DAY_MS}-0").decode()
     assert len(old) == 3
     decoder = start_decoder(dead_retention_s=2 * 86_400, trim_interval_s=0.05)
-    wait_until(lambda: _ids(streams.client, dead) == [recent])
+    assert wait_until(lambda: _ids(streams.client, dead) == [recent])
     assert decoder.metric("gateway_stream_trimmed_entries_total", stream=dead) == 3

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import tty
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import redis
@@ -24,29 +21,21 @@ from gateway_common.entries import FrameEntry, decode_frame
 from gateway_common.lifecycle import StopSignal
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
 from gateway_dash7 import MessageType, RebootReason, encode_frame
+from gateway_devkit.modem_line import ModemLine
+from gateway_devkit.polling import wait_until
+from gateway_devkit.processes import clean_env
+from gateway_devkit.scrape import sample
+from gateway_devkit.servers import PrivateRedis, free_port
 from gateway_ingest.frame_sink import CounterState, FrameSink, load_counter_state
 from gateway_ingest.ingest import run
 from gateway_ingest.metrics import IngestMetrics
 from gateway_ingest.settings import IngestSettings
-from private_servers import PrivateRedis, free_port
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = Path(sys.executable).parent / "gateway-ingest"
 GARBAGE = [b"", b"\x01\x02", b"\xc0", b"\xc0\x55\xff", b"\x00\xc0\xc0", b"\x7e\x0d\x0a"]
 CHUNKS = [1, 2, 3, 5, 8, 13, 21, 64, 7]
-
-T = TypeVar("T")
-
-
-def _eventually(probe: Callable[[], T], timeout_s: float = 5.0) -> T:
-    """Poll `probe` until it returns something truthy (tests only)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 class ModemServer:
@@ -142,7 +131,7 @@ def _entries(client: redis.Redis, stream: str) -> list[FrameEntry]:
 
 
 def _wait_entries(client: redis.Redis, stream: str, count: int) -> list[FrameEntry]:
-    _eventually(lambda: client.xlen(stream) >= count)
+    wait_until(lambda: client.xlen(stream) >= count)
     return _entries(client, stream)
 
 
@@ -224,7 +213,7 @@ def test_vectors_over_socket_in_odd_chunks_with_garbage(
         assert before <= times[0]
         assert times[-1] <= after
         assert _sample(registry, "gateway_frames_received_total") == len(expected)
-        assert _eventually(lambda: _sample(registry, "gateway_ingest_frames_written_total"))
+        assert wait_until(lambda: _sample(registry, "gateway_ingest_frames_written_total"))
         assert _sample(registry, "gateway_serial_errors_total", kind="crc") == 1
         # counters 1..11, REBOOTED 1, LOGGING 2, then 13 (12 had the bad CRC): one gap
         assert _sample(registry, "gateway_serial_errors_total", kind="counter_gap") == 1
@@ -233,7 +222,7 @@ def test_vectors_over_socket_in_odd_chunks_with_garbage(
         assert reboots == 1
         assert _sample(registry, "gateway_modem_messages_total", type="logging") == 1
         assert _sample(registry, "gateway_serial_connected") == 1
-        assert _eventually(lambda: _sample(registry, "gateway_ingest_buffered_frames") == 0)
+        assert wait_until(lambda: _sample(registry, "gateway_ingest_buffered_frames") == 0)
     assert redis_client.xlen(stream) == len(expected)
 
 
@@ -270,13 +259,13 @@ def test_port_lost_and_back(
         _assert_frames(_wait_entries(redis_client, stream, len(first)), first)
 
         modem.close()
-        assert _eventually(lambda: _sample(registry, "gateway_serial_connected") == 0)
+        assert wait_until(lambda: _sample(registry, "gateway_serial_connected") == 0)
         time.sleep(0.3)  # a few failed reopen attempts
         assert thread.is_alive()
 
         modem.listen()
         modem.accept()
-        assert _eventually(lambda: _sample(registry, "gateway_serial_connected") == 1)
+        assert wait_until(lambda: _sample(registry, "gateway_serial_connected") == 1)
         modem.send(encode_frame(99, MessageType.ALP_DATA, b"lost")[6:] + _wire(second))
         entries = _wait_entries(redis_client, stream, len(first) + len(second))
         _assert_frames(entries, first + second)
@@ -296,10 +285,8 @@ def test_a_crc_error_just_before_the_port_is_lost_is_still_counted(
         modem.send(_wire(_alp_frames(1, 2)) + bytes(bad))  # no sync after it: its resync goes on
         _wait_entries(redis_client, StreamKeys(stream_prefix).frames, 2)
         modem.close()
-        assert _eventually(lambda: _sample(registry, "gateway_serial_connected") == 0)
-        assert _eventually(
-            lambda: _sample(registry, "gateway_serial_errors_total", kind="crc") == 1
-        )
+        assert wait_until(lambda: _sample(registry, "gateway_serial_connected") == 0)
+        assert wait_until(lambda: _sample(registry, "gateway_serial_errors_total", kind="crc") == 1)
         assert _sample(registry, "gateway_serial_discarded_bytes_total") >= len(bad)
 
 
@@ -326,61 +313,50 @@ def test_corrupted_length_does_not_hold_frames_back_on_an_idle_line(
 def test_pty_raw_bytes_arrive_unmangled(
     redis_url: str, redis_client: redis.Redis, stream_prefix: str
 ) -> None:
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    path = os.ttyname(slave)
+    line = ModemLine()
     # every byte value, including CR, LF, XON/XOFF, ^C, DEL, inside payloads and counters
     frames = [(bytes(range(255)), 0x0D), (bytes(range(1, 256)), 0x11), (b"\x0d\x0a\x03", 0x13)]
     frames += _alp_frames(0x14, 20)
     data = _wire(frames)
     stream = StreamKeys(stream_prefix).frames
     try:
-        with running(_settings(path, redis_url, stream_prefix)) as (registry, _):
-            assert _eventually(lambda: _sample(registry, "gateway_serial_connected") == 1)
+        with running(_settings(line.path, redis_url, stream_prefix)) as (registry, _):
+            assert wait_until(lambda: _sample(registry, "gateway_serial_connected") == 1)
             for i in range(0, len(data), 50):
-                os.write(master, data[i : i + 50])
+                line.write(data[i : i + 50])
             _assert_frames(_wait_entries(redis_client, stream, len(frames)), frames)
             assert _sample(registry, "gateway_serial_errors_total", kind="crc") == 0
     finally:
-        os.close(master)
-        os.close(slave)
+        line.close()
 
 
 # ------------------------------------------------------------------ Redis away
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """Not started: the test starts it (and stops it: without persistence, a restarted server
-    starts empty)."""
-    server = PrivateRedis(tmp_path / "redis", appendfsync=None)
-    yield server
-    server.stop()
-
-
 def test_frames_buffered_while_redis_is_away(
-    modem: ModemServer, private_redis: PrivateRedis, stream_prefix: str
+    modem: ModemServer, private_redis: Callable[..., PrivateRedis], stream_prefix: str
 ) -> None:
-    private_redis.start()
-    client = redis.Redis.from_url(private_redis.url)
+    # Without persistence: a restarted server starts empty.
+    redis_server = private_redis(appendfsync=None)
+    client = redis.Redis.from_url(redis_server.url)
     stream = StreamKeys(stream_prefix).frames
     before, during, after = _alp_frames(1, 5), _alp_frames(6, 40), _alp_frames(46, 5)
-    settings = _settings(modem.url, private_redis.url, stream_prefix)
+    settings = _settings(modem.url, redis_server.url, stream_prefix)
     try:
         with running(settings) as (registry, _):
             modem.accept()
             modem.send(_wire(before))
             _assert_frames(_wait_entries(client, stream, len(before)), before)
 
-            private_redis.stop()  # no persistence: the restarted server starts empty
+            redis_server.stop()  # no persistence: the restarted server starts empty
             modem.send(_wire(during))
-            assert _eventually(
+            assert wait_until(
                 lambda: _sample(registry, "gateway_ingest_buffered_frames") == len(during)
             )
             time.sleep(0.3)  # several failed write attempts
             assert _sample(registry, "gateway_ingest_buffered_frames") == len(during)
 
-            private_redis.start()
+            redis_server.start()
             _assert_frames(_wait_entries(client, stream, len(during)), during)
             modem.send(_wire(after))
             _assert_frames(_wait_entries(client, stream, len(during) + len(after)), during + after)
@@ -390,7 +366,7 @@ def test_frames_buffered_while_redis_is_away(
             # Every frame's wait for Redis is on record, those of the outage with its length.
             handoff = "gateway_ingest_handoff_seconds"
             total = len(before) + len(during) + len(after)
-            assert _eventually(lambda: _sample(registry, f"{handoff}_count") == total)
+            assert wait_until(lambda: _sample(registry, f"{handoff}_count") == total)
             waited = total - _sample(registry, f"{handoff}_bucket", le="0.25")
             assert waited >= len(during)
     finally:
@@ -398,26 +374,28 @@ def test_frames_buffered_while_redis_is_away(
 
 
 def test_buffer_full_drops_the_oldest(
-    modem: ModemServer, private_redis: PrivateRedis, stream_prefix: str
+    modem: ModemServer, private_redis: Callable[..., PrivateRedis], stream_prefix: str
 ) -> None:
+    # Not started yet; without persistence, a restarted server starts empty.
+    redis_server = private_redis(appendfsync=None, start=False)
     stream = StreamKeys(stream_prefix).frames
     frames = _alp_frames(1, 30)
     settings = _settings(
-        modem.url, private_redis.url, stream_prefix, buffer_frames=10, write_batch_frames=4
+        modem.url, redis_server.url, stream_prefix, buffer_frames=10, write_batch_frames=4
     )
-    client = redis.Redis.from_url(private_redis.url)
+    client = redis.Redis.from_url(redis_server.url)
     try:
         with running(settings) as (registry, _):  # Redis not started yet
             modem.accept()
             modem.send(_wire(frames))
-            assert _eventually(
+            assert wait_until(
                 lambda: _sample(registry, "gateway_frames_received_total") == len(frames)
             )
             assert _sample(registry, "gateway_ingest_buffered_frames") == 10
             assert (
                 _sample(registry, "gateway_ingest_dropped_frames_total", reason="buffer_full") == 20
             )
-            private_redis.start()
+            redis_server.start()
             _wait_entries(client, stream, 10)
             time.sleep(0.1)  # nothing more may come
             _assert_frames(_entries(client, stream), frames[-10:])
@@ -428,48 +406,37 @@ def test_buffer_full_drops_the_oldest(
 # ------------------------------------------------------------------ SIGTERM
 
 
-def _scrape(port: int, name: str) -> float | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
 def test_sigterm_flushes_frames_already_read(
-    modem: ModemServer, private_redis: PrivateRedis, stream_prefix: str
+    modem: ModemServer, private_redis: Callable[..., PrivateRedis], stream_prefix: str
 ) -> None:
+    # Not started yet; without persistence, a restarted server starts empty.
+    redis_server = private_redis(appendfsync=None, start=False)
     metrics_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env |= {
-        "GATEWAY_SERIAL_PORT": modem.url,
-        "GATEWAY_REDIS_URL": private_redis.url,  # not started yet: frames wait in the buffer
-        "GATEWAY_STREAM_PREFIX": stream_prefix,
-        "GATEWAY_METRICS_PORT": str(metrics_port),
-        "GATEWAY_REDIS_BACKOFF_MAX_S": "0.2",
-        "GATEWAY_FLUSH_TIMEOUT_S": "20",
-        "GATEWAY_LOG_FORMAT": "json",
-    }
+    env = clean_env(
+        GATEWAY_SERIAL_PORT=modem.url,
+        GATEWAY_REDIS_URL=redis_server.url,  # not started yet: frames wait in the buffer
+        GATEWAY_STREAM_PREFIX=stream_prefix,
+        GATEWAY_METRICS_PORT=str(metrics_port),
+        GATEWAY_REDIS_BACKOFF_MAX_S="0.2",
+        GATEWAY_FLUSH_TIMEOUT_S="20",
+        GATEWAY_LOG_FORMAT="json",
+    )
     frames = _alp_frames(1, 25)
     proc = subprocess.Popen(
         [str(SCRIPT)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    client = redis.Redis.from_url(private_redis.url)
+    client = redis.Redis.from_url(redis_server.url)
     try:
         modem.accept()
         modem.send(_wire(frames))
-        buffered = _eventually(
-            lambda: _scrape(metrics_port, "gateway_ingest_buffered_frames") == len(frames), 10.0
+        buffered = wait_until(
+            lambda: sample(metrics_port, "gateway_ingest_buffered_frames") == len(frames), 10.0
         )
         assert buffered, "frames were not read"
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert proc.poll() is None, "ingest exited without flushing"
-        private_redis.start()
+        redis_server.start()
         assert proc.wait(20) == 0
         _assert_frames(_entries(client, StreamKeys(stream_prefix).frames), frames)
     finally:
@@ -508,7 +475,7 @@ def test_frames_sent_while_ingest_is_down_are_counted_at_restart(
         # every frame type advances the counter: the LOGGING frame 4 is persisted too
         modem.send(_wire(first) + encode_frame(4, MessageType.LOGGING, b"hello"))
         _wait_entries(redis_client, stream, len(first))
-        assert _eventually(lambda: _persisted_counter(redis_client, stream_prefix) == 4)
+        assert wait_until(lambda: _persisted_counter(redis_client, stream_prefix) == 4)
         assert _sample(registry, "gateway_modem_missed_frames_total") == 0
     modem.close()
     # frames 5, 6, 7: the modem sent them while no ingest held the port; they are gone
@@ -520,7 +487,7 @@ def test_frames_sent_while_ingest_is_down_are_counted_at_restart(
         _assert_frames(_wait_entries(redis_client, stream, len(first) + len(after)), first + after)
         assert _sample(registry, "gateway_serial_errors_total", kind="counter_gap") == 1
         assert _sample(registry, "gateway_modem_missed_frames_total") == 3
-        assert _eventually(lambda: _persisted_counter(redis_client, stream_prefix) == 9)
+        assert wait_until(lambda: _persisted_counter(redis_client, stream_prefix) == 9)
     state = _state(redis_client, stream_prefix)
     assert state[b"after_reboot"] == b"0"
     assert abs(float(state[b"seen_at"]) - time.time()) < 10
@@ -542,7 +509,7 @@ def test_a_clock_behind_the_last_saved_frame_is_reported_until_it_catches_up(
         behind = _sample(registry, "gateway_ingest_clock_behind_seconds")
         assert 1.0 < behind <= ahead_s
         # the clock passes the saved frame's time: the problem ends, with or without a frame
-        assert _eventually(
+        assert wait_until(
             lambda: _sample(registry, "gateway_ingest_clock_behind_seconds") == 0,
             timeout_s=ahead_s + 5,
         )
@@ -561,7 +528,7 @@ def test_no_gap_across_a_restart_without_losses(
             modem.accept()
             modem.send(_wire(_alp_frames(first_counter, 2)))
             _wait_entries(redis_client, stream, 2 if first_counter == 254 else 4)
-            assert _eventually(
+            assert wait_until(
                 lambda c=first_counter: _persisted_counter(redis_client, stream_prefix) == c + 1
             )
             assert _sample(registry, "gateway_serial_errors_total", kind="counter_gap") == 0
@@ -577,7 +544,7 @@ def test_a_reboot_while_ingest_is_down_starts_a_new_sequence(
     with running(settings):
         modem.accept()
         modem.send(_wire(_alp_frames(40, 3)))
-        assert _eventually(lambda: _persisted_counter(redis_client, stream_prefix) == 42)
+        assert wait_until(lambda: _persisted_counter(redis_client, stream_prefix) == 42)
     modem.close()
     modem.listen()
     with running(settings) as (registry, _):
@@ -587,30 +554,32 @@ def test_a_reboot_while_ingest_is_down_starts_a_new_sequence(
             + _wire(_alp_frames(2, 2))
         )
         _wait_entries(redis_client, stream, 5)
-        assert _eventually(lambda: _persisted_counter(redis_client, stream_prefix) == 3)
+        assert wait_until(lambda: _persisted_counter(redis_client, stream_prefix) == 3)
         assert _sample(registry, "gateway_serial_errors_total", kind="counter_gap") == 0
 
 
 def test_counter_state_waits_for_its_frames_while_redis_is_away(
-    modem: ModemServer, private_redis: PrivateRedis, stream_prefix: str
+    modem: ModemServer, private_redis: Callable[..., PrivateRedis], stream_prefix: str
 ) -> None:
+    # Not started yet; without persistence, a restarted server starts empty.
+    redis_server = private_redis(appendfsync=None, start=False)
     stream = StreamKeys(stream_prefix).frames
     frames = _alp_frames(10, 5)
-    settings = _settings(modem.url, private_redis.url, stream_prefix)
-    client = redis.Redis.from_url(private_redis.url)
+    settings = _settings(modem.url, redis_server.url, stream_prefix)
+    client = redis.Redis.from_url(redis_server.url)
     try:
         with running(settings) as (registry, _):  # Redis not started yet
             modem.accept()
             modem.send(_wire(frames) + encode_frame(15, MessageType.LOGGING, b"x"))
-            assert _eventually(
+            assert wait_until(
                 lambda: _sample(registry, "gateway_ingest_buffered_frames") == len(frames)
             )
-            private_redis.start()
+            redis_server.start()
             _assert_frames(_wait_entries(client, stream, len(frames)), frames)
-            assert _eventually(lambda: _persisted_counter(client, stream_prefix) == 15)
+            assert wait_until(lambda: _persisted_counter(client, stream_prefix) == 15)
             # a frame that is not streamed, with nothing queued: its state is written alone
             modem.send(encode_frame(16, MessageType.PING_RESPONSE, b"\x01"))
-            assert _eventually(lambda: _persisted_counter(client, stream_prefix) == 16)
+            assert wait_until(lambda: _persisted_counter(client, stream_prefix) == 16)
     finally:
         client.close()
 

@@ -6,7 +6,6 @@ import os
 import socket
 import threading
 import time
-import tty
 from collections.abc import Iterator
 
 import pytest
@@ -81,23 +80,20 @@ def test_missing_device_is_port_lost(tmp_path) -> None:
         SerialLink(str(tmp_path / "ttyACM9"), 115200, 0.1).open()
 
 
-def test_pty_read_and_hangup() -> None:
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    link = SerialLink(os.ttyname(slave), 115200, READ_TIMEOUT_S)
+def test_pty_read_and_hangup(modem_line) -> None:
+    link = SerialLink(modem_line.path, 115200, READ_TIMEOUT_S)
     link.open()
     try:
-        os.write(master, b"\xc0\x00\x0d\x0a\x11\x13\x03")
+        modem_line.write(b"\xc0\x00\x0d\x0a\x11\x13\x03")
         data = link.read()
         while len(data) < 7:
             data += link.read()
         assert data == b"\xc0\x00\x0d\x0a\x11\x13\x03"
         assert link.read_available() == b""
     finally:
-        os.close(master)
+        modem_line.hang_up()
     try:
         with pytest.raises(PortLostError):
             link.read()
     finally:
         link.close()
-        os.close(slave)

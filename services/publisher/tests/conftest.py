@@ -1,186 +1,31 @@
-"""Fixtures of the publisher tests: private Mosquitto brokers, an MQTT subscriber, a running
-publisher in a thread. Every wait is bounded."""
+"""Fixtures of the publisher tests: a running publisher in a thread, its records stream, and a
+TCP proxy that can swallow the broker's answers (private brokers, MQTT watches and the retained
+clean-up come from gateway_devkit.fixtures). Every wait is bounded."""
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+import redis
 from prometheus_client import CollectorRegistry
 
 from gateway_common.entries import Record, encode
 from gateway_common.lifecycle import StopSignal
 from gateway_common.settings import load_settings
 from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
+from gateway_devkit.servers import PrivateRedis
 from gateway_publisher.main import run
 from gateway_publisher.settings import PublisherSettings
-from private_servers import PrivateBroker, PrivateRedis
 
 WAIT_S = 10.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S, step_s=0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return predicate()
-
-
-# ------------------------------------------------------------------ private brokers
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[Callable[..., PrivateBroker]]:
-    started: list[PrivateBroker] = []
-
-    def make(extra_conf: str = "", name: str = "broker") -> PrivateBroker:
-        directory = tmp_path / name
-        directory.mkdir()  # one broker per name
-        # persistence: sessions saved when it stops on SIGTERM, back when it restarts
-        broker = PrivateBroker(directory, extra_config=extra_conf)
-        broker.start()
-        started.append(broker)
-        return broker
-
-    yield make
-    for broker in started:
-        broker.stop()
-
-
-# ------------------------------------------------------------------ subscriber
-
-
-@dataclass(frozen=True)
-class Received:
-    topic: str
-    payload: bytes
-    retain: bool
-    dup: bool = False
-
-
-class Subscriber:
-    """A test client that records everything under a topic root, in arrival order."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        topic_filter: str,
-        *,
-        persistent: bool = False,
-        client_id: str | None = None,
-    ) -> None:
-        self.messages: queue.Queue[Received] = queue.Queue()
-        self.subscribed = threading.Event()
-        self._filter = topic_filter
-        self._persistent = persistent
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"test-sub-{uuid.uuid4().hex[:8]}",
-            protocol=paho.MQTTv5,
-        )
-        client.reconnect_delay_set(1, 1)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        self.client = client
-        properties = None
-        if persistent:
-            properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = 300
-        client.connect(host, port, clean_start=not persistent, properties=properties)
-        client.loop_start()
-        if not self.subscribed.wait(5):
-            raise RuntimeError("test subscriber did not subscribe")
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if flags.session_present:
-            self.subscribed.set()  # the broker kept the subscription
-        else:
-            client.subscribe(self._filter, qos=1)
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        self.subscribed.set()
-
-    def _on_message(self, client, userdata, message) -> None:
-        self.messages.put(
-            Received(message.topic, bytes(message.payload), bool(message.retain), bool(message.dup))
-        )
-
-    def take(self, count: int, timeout_s: float = WAIT_S) -> list[Received]:
-        """Exactly `count` messages, or fewer if they did not come in time."""
-        deadline = time.monotonic() + timeout_s
-        got: list[Received] = []
-        while len(got) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                got.append(self.messages.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return got
-
-    def quiet(self, timeout_s: float = 0.3) -> list[Received]:
-        """Whatever else arrives within `timeout_s` (expected: nothing)."""
-        return self.take(1_000_000, timeout_s)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def subscriber() -> Iterator[Callable[..., Subscriber]]:
-    made: list[Subscriber] = []
-
-    def make(
-        host: str,
-        port: int,
-        topic_filter: str,
-        *,
-        persistent: bool = False,
-        client_id: str | None = None,
-    ) -> Subscriber:
-        sub = Subscriber(host, port, topic_filter, persistent=persistent, client_id=client_id)
-        made.append(sub)
-        return sub
-
-    yield make
-    for sub in made:
-        sub.close()
-
-
-@pytest.fixture
-def clear_retained(broker: Any, topic_root: str) -> Iterator[None]:
-    """After the test, remove the retained messages left under this test's topic root."""
-    yield
-    found: list[str] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    client.on_message = lambda c, u, m: found.append(m.topic) if m.retain else None
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    client.subscribe(f"{topic_root}/#", qos=1)
-    time.sleep(0.3)
-    for topic in set(found):
-        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(2)
-    client.disconnect()
-    client.loop_stop()
 
 
 # ------------------------------------------------------------------ publisher in a thread
@@ -263,15 +108,22 @@ def records_stream(redis_client: Any, stream_prefix: str) -> RecordsStream:
 
 
 @pytest.fixture
-def make_records_stream(stream_prefix: str) -> Callable[[Any], RecordsStream]:
-    """The records stream of this test's prefix, on another Redis client."""
-    return lambda client: RecordsStream(client, StreamKeys(stream_prefix))
+def private_records(
+    private_redis: Callable[..., PrivateRedis], stream_prefix: str
+) -> Iterator[RecordsStream]:
+    """The records stream of this test's prefix on a Redis of the test's own (AOF everysec, like
+    the deployment), which `.server` stops and restarts."""
+    server = private_redis()
+    client = redis.Redis.from_url(server.url)
+    yield RecordsStream(client, StreamKeys(stream_prefix), server)
+    client.close()
 
 
 class RecordsStream:
-    def __init__(self, client: Any, keys: StreamKeys) -> None:
+    def __init__(self, client: Any, keys: StreamKeys, server: PrivateRedis | None = None) -> None:
         self.client = client
         self.keys = keys
+        self.server = server
 
     def add(self, record: Record) -> str:
         return self.add_raw(encode(record))
@@ -433,14 +285,3 @@ def proxy(broker: Any) -> Iterator[CuttableProxy]:
     p = CuttableProxy((broker.host, broker.port))
     yield p
     p.close()
-
-
-# ------------------------------------------------------------------ a private Redis
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis", appendfsync="everysec")  # AOF, like the deployment
-    server.start()
-    yield server
-    server.stop()

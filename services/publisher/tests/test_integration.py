@@ -8,10 +8,10 @@ from pathlib import Path
 
 import msgpack
 import pytest
-import redis
 
 from gateway_common.entries import Record, decode_dead_letter, encode
 from gateway_common.streams import PUBLISHER_GROUP
+from gateway_devkit.polling import wait_until
 from gateway_publisher.payloads import dbirth_payload, ddata_payload
 from pki import issue, make_ca
 
@@ -81,15 +81,6 @@ def seen(messages) -> list[tuple[str, bytes]]:
     return [(m.topic, m.payload) for m in messages]
 
 
-def wait_for(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 # ------------------------------------------------------------------ main flow
 
 
@@ -116,7 +107,7 @@ def test_records_are_published_after_a_dbirth_and_acknowledged(
     assert live.quiet() == []  # configuration files are not published, nothing twice
     assert json.loads(got[1].payload)["metrics"][0]["timestamp"] == 1_767_225_600_001
 
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
     assert redis_client.xpending(records_stream.keys.records, PUBLISHER_GROUP)["pending"] == 0
     devices = {
         k.decode(): msgpack.unpackb(v)
@@ -141,7 +132,7 @@ def test_records_are_published_after_a_dbirth_and_acknowledged(
     assert pub.metric("gateway_records_published_total") == 4
     assert pub.metric("gateway_mqtt_connected") == 1
     assert pub.metric("gateway_publish_latency_seconds_count") == 4
-    assert wait_for(lambda: pub.metric("gateway_backlog_records") == 0, 3)
+    assert wait_until(lambda: pub.metric("gateway_backlog_records") == 0, 3)
 
     # A subscriber that comes later gets each device's DBIRTH, retained.
     late = subscriber(broker.host, broker.port, f"{topic_root}/#")
@@ -170,7 +161,7 @@ def test_own_pending_records_are_published_first_in_order(
 
     want = expected(topic_root, [("C3", None)] + [("C3", r) for r in records])
     assert seen(live.take(len(want))) == want
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
 
 
 def test_a_window_of_messages_keeps_the_order(
@@ -188,7 +179,7 @@ def test_a_window_of_messages_keeps_the_order(
     assert [m.payload for m in ddata] == [ddata_payload(r) for r in records]
     births = [i for i, m in enumerate(got) if "/DBIRTH/" in m.topic]
     assert births == [0, 2, 4]  # each device's DBIRTH right before its first DDATA
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
     assert pub.metric("gateway_records_published_total") == 300
     print(f"300 records through a window of 16 in {elapsed:.2f} s")
 
@@ -207,8 +198,8 @@ def test_bad_entries_go_to_the_dead_letters_at_once(
     pub = start_publisher(broker.host, broker.port)
 
     assert seen(live.take(2)) == expected(topic_root, [("E4", None), ("E4", good)])
-    assert wait_for(lambda: records_stream.outstanding() == 0)
-    assert wait_for(lambda: len(records_stream.dead()) == 3)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: len(records_stream.dead()) == 3)
     letters = {d.source_id: d for d in map(decode_dead_letter, records_stream.dead())}
     assert set(letters) == {garbage_id, broken_id, slash_id}
     assert all(d.stage == "publisher" and d.attempts == 1 for d in letters.values())
@@ -230,7 +221,9 @@ def test_records_wait_in_redis_while_the_broker_is_down(
     mosq = private_broker()
     # A subscriber with a session the broker keeps across its restart, so that nothing the
     # publisher sends right after the restart is missed by the test.
-    live = subscriber("127.0.0.1", mosq.port, f"{topic_root}/#", persistent=True, client_id="s1")
+    live = subscriber(
+        "127.0.0.1", mosq.port, f"{topic_root}/#", session_expiry_s=300, client_id="s1"
+    )
     before = [energy("F5", T0 + i, base=i) for i in range(3)]
     for record in before:
         records_stream.add(record)
@@ -238,21 +231,23 @@ def test_records_wait_in_redis_while_the_broker_is_down(
     want = expected(topic_root, [("F5", None)] + [("F5", r) for r in before])
     first_round = live.take(len(want))
     assert seen(first_round) == want
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
 
     live.close()  # cleanly, with every message acknowledged: the broker keeps the session
     mosq.stop()
-    assert wait_for(lambda: pub.metric("gateway_mqtt_connected") == 0, 5)
+    assert wait_until(lambda: pub.metric("gateway_mqtt_connected") == 0, 5)
     during = [energy("F5", T0 + 10 + i, base=10 + i) for i in range(3)]
     for record in during:
         records_stream.add(record)
     time.sleep(0.5)
     assert records_stream.outstanding() == 3  # waiting in Redis, not in memory
-    assert wait_for(lambda: pub.metric("gateway_backlog_records") == 3, 3)
+    assert wait_until(lambda: pub.metric("gateway_backlog_records") == 3, 3)
     assert pub.metric("gateway_records_published_total") == 3
 
     mosq.start()  # same port, with the subscriber's saved session
-    live = subscriber("127.0.0.1", mosq.port, f"{topic_root}/#", persistent=True, client_id="s1")
+    live = subscriber(
+        "127.0.0.1", mosq.port, f"{topic_root}/#", session_expiry_s=300, client_id="s1"
+    )
     want = expected(topic_root, [("F5", None)] + [("F5", r) for r in during])
     # The broker may redeliver (DUP) to the test's own session a message whose PUBACK the
     # subscriber had not sent before it closed: that is the broker and the subscriber, not the
@@ -267,7 +262,7 @@ def test_records_wait_in_redis_while_the_broker_is_down(
             fresh += got
     assert seen(fresh) == want  # a new DBIRTH first, original timestamps
     assert [m for m in live.quiet() if not m.dup] == []
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
     assert pub.metric("gateway_records_published_total") == 6
     assert pub.metric("gateway_mqtt_connected") == 1
 
@@ -284,7 +279,7 @@ def test_a_refused_publish_ends_in_the_dead_letters(
 
     pub = start_publisher("127.0.0.1", mosq.port, max_attempts=3)
 
-    assert wait_for(lambda: len(records_stream.dead()) == 1)
+    assert wait_until(lambda: len(records_stream.dead()) == 1)
     letter = decode_dead_letter(records_stream.dead()[0])
     assert letter.reason == "broker refused: Not authorized (0x87)"
     assert letter.stage == "publisher"
@@ -326,7 +321,7 @@ def test_tls_with_the_server_certificate_verified(
     pub = start_publisher(
         "127.0.0.1", mosq.port, mqtt_tls="true", mqtt_ca_file=certificates / "ca.crt"
     )
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
     assert pub.metric("gateway_records_published_total") == 1
     assert pub.metric("gateway_mqtt_connected") == 1
 
@@ -353,7 +348,7 @@ def test_unacknowledged_messages_are_republished_after_a_new_dbirth(
     records_stream.add(first)
     start_publisher("127.0.0.1", proxy.port, window_messages=8)
     assert seen(live.take(2)) == expected(topic_root, [("J8", None), ("J8", first)])
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
 
     # The broker gets the next records but its PUBACKs never come back.
     proxy.freeze()
@@ -371,7 +366,7 @@ def test_unacknowledged_messages_are_republished_after_a_new_dbirth(
     want = expected(topic_root, [("J8", None)] + [("J8", r) for r in [*lost, later]])
     assert seen(live.take(len(want))) == want
     assert live.quiet() == []  # paho did not resend its own copies
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
 
 
 def test_a_redis_outage_is_waited_out(
@@ -379,28 +374,25 @@ def test_a_redis_outage_is_waited_out(
     topic_root,
     subscriber,
     start_publisher,
-    private_redis,
-    make_records_stream,
+    private_records,
     clear_retained,
 ) -> None:
-    client = redis.Redis.from_url(private_redis.url)
-    stream = make_records_stream(client)
+    stream, redis_server = private_records, private_records.server
     live = subscriber(broker.host, broker.port, f"{topic_root}/#")
     first, second = button("K9", T0), button("K9", T0 + 1, 0)
     stream.add(first)
-    pub = start_publisher(broker.host, broker.port, redis_url=private_redis.url)
+    pub = start_publisher(broker.host, broker.port, redis_url=redis_server.url)
     assert seen(live.take(2)) == expected(topic_root, [("K9", None), ("K9", first)])
-    assert wait_for(lambda: stream.outstanding() == 0)
+    assert wait_until(lambda: stream.outstanding() == 0)
 
-    private_redis.stop()
+    redis_server.stop()
     time.sleep(1.0)
     assert pub.thread.is_alive()
     assert pub.errors == []
-    private_redis.start()  # same data (AOF), same port
+    redis_server.start()  # same data (AOF), same port
     stream.add(second)
     assert seen(live.take(1)) == expected(topic_root, [("K9", second)])
-    assert wait_for(lambda: stream.outstanding() == 0)
-    client.close()
+    assert wait_until(lambda: stream.outstanding() == 0)
 
 
 def test_the_mqtt_session_stays_up_while_the_publisher_waits_on_redis(
@@ -418,4 +410,4 @@ def test_the_mqtt_session_stays_up_while_the_publisher_waits_on_redis(
     # The same connection: no new DBIRTH before the DDATA.
     assert seen(live.take(1)) == expected(topic_root, [("K1", later)])
     assert live.quiet() == []
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)

@@ -7,8 +7,7 @@ import time
 import pytest
 
 from gateway_common.entries import Record
-
-from .conftest import wait_until
+from gateway_devkit.polling import wait_until
 
 pytestmark = pytest.mark.integration
 

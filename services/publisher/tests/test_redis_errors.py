@@ -11,8 +11,9 @@ import redis
 
 from gateway_common.entries import encode
 from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP
+from gateway_devkit.polling import wait_until
 
-from .test_integration import T0, button, expected, seen, wait_for
+from .test_integration import T0, button, expected, seen
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +44,11 @@ def test_a_full_redis_still_takes_the_acknowledgements_and_the_registry_catches_
     topic_root,
     subscriber,
     start_publisher,
-    private_redis,
-    make_records_stream,
+    private_records,
     clear_retained,
 ) -> None:
-    client = redis.Redis.from_url(private_redis.url)
-    stream = make_records_stream(client)
+    stream = private_records
+    client, redis_server = stream.client, stream.server
     keys = stream.keys
     live = subscriber(broker.host, broker.port, f"{topic_root}/#")
     records = [button("M1", T0 + i, i % 2) for i in range(4)]
@@ -60,12 +60,12 @@ def test_a_full_redis_still_takes_the_acknowledgements_and_the_registry_catches_
     with pytest.raises(redis.exceptions.OutOfMemoryError):
         client.hset(keys.devices, "probe", b"x")
 
-    pub = start_publisher(broker.host, broker.port, redis_url=private_redis.url)
+    pub = start_publisher(broker.host, broker.port, redis_url=redis_server.url)
 
     # Published, and acknowledged although Redis is full (XACK is not refused for memory).
     want = expected(topic_root, [("M1", None)] + [("M1", r) for r in records])
     assert seen(live.take(len(want))) == want
-    assert wait_for(lambda: stream.outstanding() == 0)
+    assert wait_until(lambda: stream.outstanding() == 0)
     assert pub.metric("gateway_records_published_total") == 4
     time.sleep(1.0)  # a few turns of the loop, registry writes retried and refused
     assert client.hlen(keys.devices) == 0  # the registry write was refused, not the XACK
@@ -73,15 +73,14 @@ def test_a_full_redis_still_takes_the_acknowledgements_and_the_registry_catches_
     assert pub.errors == []
 
     client.delete(*filler)  # memory freed: the registry catches up by itself
-    assert wait_for(lambda: registry(client, keys.devices).get("M1", {}).get("readings") == 4)
+    assert wait_until(lambda: registry(client, keys.devices).get("M1", {}).get("readings") == 4)
     later = button("M1", T0 + 10, 0)
     stream.add(later)
     assert seen(live.take(1)) == expected(topic_root, [("M1", later)])
     assert live.quiet() == []
-    assert wait_for(lambda: stream.outstanding() == 0)
-    assert wait_for(lambda: registry(client, keys.devices)["M1"]["readings"] == 5)
+    assert wait_until(lambda: stream.outstanding() == 0)
+    assert wait_until(lambda: registry(client, keys.devices)["M1"]["readings"] == 5)
     assert registry(client, keys.devices)["M1"]["last_seen"] == T0 + 10
-    client.close()
 
 
 def test_an_error_reply_is_waited_out_and_the_setup_done_again(
@@ -103,13 +102,13 @@ def test_an_error_reply_is_waited_out_and_the_setup_done_again(
     records_stream.add(first)
     pub = start_publisher(broker.host, broker.port)
     assert seen(live.take(2)) == expected(topic_root, [("W1", None), ("W1", first)])
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
 
     swap = redis_client.pipeline(transaction=True)
     swap.rename(stream, saved)
     swap.set(stream, "not a stream")
     swap.execute()
-    assert wait_for(lambda: pub.metric("gateway_publisher_redis_errors_total") >= 2, 5)
+    assert wait_until(lambda: pub.metric("gateway_publisher_redis_errors_total") >= 2, 5)
     left = [button("W1", T0 + 1 + i, i % 2) for i in range(2)]
     for record in left:
         redis_client.xadd(saved, {ENTRY_FIELD: encode(record)})
@@ -123,29 +122,28 @@ def test_an_error_reply_is_waited_out_and_the_setup_done_again(
     # Same MQTT connection: no new DBIRTH. The taken-over records first, then the new one.
     assert seen(live.take(3)) == expected(topic_root, [("W1", r) for r in [*left, new]])
     assert live.quiet() == []
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
     assert pub.metric("gateway_records_published_total") == 4
 
 
 def test_the_mqtt_session_stays_up_while_redis_is_away(
-    broker, topic_root, subscriber, start_publisher, private_redis, make_records_stream
+    broker, topic_root, subscriber, start_publisher, private_records
 ) -> None:
     """Waiting out a Redis outage, the publisher still serves the MQTT link: the broker drops a
     client silent for 1.5 x the keep-alive (7.5 s here), and the outage lasts longer."""
-    client = redis.Redis.from_url(private_redis.url)
-    stream = make_records_stream(client)
+    stream, redis_server = private_records, private_records.server
     live = subscriber(broker.host, broker.port, f"{topic_root}/#")
     first, later = button("S1", T0), button("S1", T0 + 60, 0)
     stream.add(first)
-    pub = start_publisher(broker.host, broker.port, keepalive_s=5, redis_url=private_redis.url)
+    pub = start_publisher(broker.host, broker.port, keepalive_s=5, redis_url=redis_server.url)
     assert seen(live.take(2)) == expected(topic_root, [("S1", None), ("S1", first)])
-    assert wait_for(lambda: stream.outstanding() == 0)
-    private_redis.stop()  # saved (AOF), back on the same port later
-    assert wait_for(lambda: pub.metric("gateway_publisher_redis_errors_total") >= 1)
+    assert wait_until(lambda: stream.outstanding() == 0)
+    redis_server.stop()  # saved (AOF), back on the same port later
+    assert wait_until(lambda: pub.metric("gateway_publisher_redis_errors_total") >= 1)
     time.sleep(9)
-    private_redis.start()
+    redis_server.start()
     stream.add(later)
     # The same connection: no new DBIRTH before the DDATA.
     assert seen(live.take(1)) == expected(topic_root, [("S1", later)])
     assert live.quiet() == []
-    assert wait_for(lambda: stream.outstanding() == 0)
+    assert wait_until(lambda: stream.outstanding() == 0)

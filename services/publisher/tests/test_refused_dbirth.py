@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 
 from gateway_common.entries import decode_dead_letter, encode
+from gateway_devkit.polling import wait_until
 from gateway_publisher.payloads import ddata_payload
 
 from .conftest import CuttableProxy
-from .test_integration import T0, button, energy, wait_for
+from .test_integration import T0, button, energy
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def test_ddata_behind_a_refused_dbirth_is_not_delivered_and_ends_in_the_dead_let
 
     pub = start_publisher("127.0.0.1", mosq.port, max_attempts=3)
 
-    assert wait_for(lambda: len(records_stream.dead()) == 3)
+    assert wait_until(lambda: len(records_stream.dead()) == 3)
     letters = [decode_dead_letter(raw) for raw in records_stream.dead()]
     assert [letter.source_id for letter in letters] == ids
     for letter, record in zip(letters, records, strict=True):
@@ -60,13 +61,13 @@ def test_a_record_too_large_for_the_broker_goes_to_the_dead_letters_at_once(
 
     pub = start_publisher("127.0.0.1", mosq.port, max_attempts=3)
 
-    assert wait_for(lambda: len(records_stream.dead()) == 1)
+    assert wait_until(lambda: len(records_stream.dead()) == 1)
     letter = decode_dead_letter(records_stream.dead()[0])
     assert letter.source_id == ids[1]
     assert letter.reason.startswith("too large for the broker: ")
     assert "above the broker's maximum packet size of 1100" in letter.reason
     assert letter.raw == encode(records[1])
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
     assert pub.metric("gateway_records_published_total") == 2
     assert pub.metric("gateway_dead_letters_total", {"reason": "too_large"}) == 1
     got = [m for m in live.quiet(0.5) if m.topic.split("/")[2] == "DDATA"]
@@ -84,13 +85,13 @@ def test_a_record_the_broker_closes_the_connection_on_ends_in_the_dead_letters(
 
     pub = start_publisher("127.0.0.1", proxy.port, max_attempts=3, window_messages=8)
 
-    assert wait_for(lambda: len(records_stream.dead()) == 1, timeout_s=30)
+    assert wait_until(lambda: len(records_stream.dead()) == 1, timeout_s=30)
     letter = decode_dead_letter(records_stream.dead()[0])
     assert letter.source_id == ids[1]
     assert letter.reason == "broker closed the connection on it: Not authorized"
     assert letter.attempts == 3
     assert letter.raw == encode(records[1])
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
     delivered = [m for m in live.quiet(0.5) if m.topic.split("/")[2] == "DDATA" and not m.dup]
     assert sorted(m.payload for m in delivered) == sorted(
         ddata_payload(r) for r in (records[0], records[2], records[3])
@@ -114,7 +115,7 @@ def test_a_broker_that_takes_one_message_at_a_time_never_gets_two(
         for record in records:
             records_stream.add(record)
         start_publisher("127.0.0.1", wire.port, window_messages=64)
-        assert wait_for(lambda: records_stream.outstanding() == 0)
+        assert wait_until(lambda: records_stream.outstanding() == 0)
         got = [m.topic.split("/")[2] for m in live.quiet(0.5)]
         assert got == ["DBIRTH", "DDATA", "DBIRTH", "DDATA", "DDATA"]
         assert wire.most_unanswered == 1
@@ -136,7 +137,7 @@ def test_a_bare_close_on_a_record_blames_nothing(
 
     pub = start_publisher("127.0.0.1", proxy.port, max_attempts=2, window_messages=8)
 
-    assert wait_for(lambda: proxy.cuts_on_marker >= 4, timeout_s=30)
+    assert wait_until(lambda: proxy.cuts_on_marker >= 4, timeout_s=30)
     assert records_stream.dead() == []
     assert pub.metric("gateway_records_published_total") == 1
     assert records_stream.outstanding() == 1
@@ -159,12 +160,12 @@ def test_a_dbirth_refused_while_the_broker_takes_one_message_at_a_time(
 
     pub = start_publisher("127.0.0.1", mosq.port, max_attempts=3)
 
-    assert wait_for(lambda: len(records_stream.dead()) == 1)
+    assert wait_until(lambda: len(records_stream.dead()) == 1)
     letter = decode_dead_letter(records_stream.dead()[0])
     assert letter.source_id == refused_id
     assert letter.reason == "broker refused DBIRTH: Not authorized (0x87)"
     assert letter.attempts == 3
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
     assert pub.metric("gateway_records_published_total") == 1
     got = [m for m in live.quiet(0.5) if m.topic.split("/")[2] == "DDATA"]
     assert [m.payload for m in got] == [ddata_payload(fine)]

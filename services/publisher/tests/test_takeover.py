@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from gateway_common.streams import PUBLISHER_GROUP
+from gateway_devkit.polling import wait_until
 
-from .test_integration import T0, button, energy, expected, seen, wait_for
+from .test_integration import T0, button, energy, expected, seen
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +40,11 @@ def test_records_pending_on_other_consumer_names_are_published_first_in_order(
     want = expected(topic_root, [("T1", None)] + [("T1", r) for r in records])
     assert seen(live.take(len(want))) == want  # the oldest first, whoever had them
     assert live.quiet() == []
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
     assert pub.metric("gateway_records_published_total") == len(records)
     # The other names are gone from the group, so nothing holds the trimming back any more.
     assert _consumers(redis_client, stream) == {"pub-test": 0}
-    assert wait_for(lambda: redis_client.xlen(stream) == 0)
+    assert wait_until(lambda: redis_client.xlen(stream) == 0)
 
 
 def test_a_publisher_alone_in_its_group_takes_nothing_over(
@@ -54,5 +55,5 @@ def test_a_publisher_alone_in_its_group_takes_nothing_over(
     records_stream.add(record)
     start_publisher(broker.host, broker.port)
     assert seen(live.take(2)) == expected(topic_root, [("T2", None), ("T2", record)])
-    assert wait_for(lambda: records_stream.outstanding() == 0)
+    assert wait_until(lambda: records_stream.outstanding() == 0)
     assert _consumers(redis_client, records_stream.keys.records) == {"pub-test": 0}

@@ -1,29 +1,46 @@
-"""A redis-server or a Mosquitto of one test's own, which the test may start, stop, kill and
-restart on the same port, and the few helpers they need.
+"""A redis-server or a Mosquitto of one's own, on a free loopback port, which a test, the bench
+or the demo may start, stop, kill and restart on the same port.
 
-Each runs on a free loopback port with its configuration, data and log in the directory it is
-given (the test's temporary directory), so stopping or killing it never touches the shared
-servers the other tests use. Every suite imports this module as `private_servers` (the tests
-directory is on pytest's pythonpath).
+Each keeps its configuration, data and log in the directory it is given (a test's temporary
+directory, the bench's work directory), so stopping or killing it never touches the shared
+servers the other tests use.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import getpass
+import os
 import shutil
 import signal
 import socket
 import subprocess
-import time
-from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import redis
 
+from gateway_devkit.polling import wait_until
+from gateway_devkit.processes import START_TIMEOUT_S, log_tail, stop_process
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "LOOPBACK",
+    "PrivateBroker",
+    "PrivateRedis",
+    "ServerError",
+    "find_binary",
+    "free_port",
+    "port_answers",
+]
+
 LOOPBACK = "127.0.0.1"
-START_TIMEOUT_S = 15.0
-STOP_TIMEOUT_S = 10.0
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+class ServerError(RuntimeError):
+    """A private server is not installed, exited, or did not answer in time."""
 
 
 def free_port() -> int:
@@ -34,89 +51,76 @@ def free_port() -> int:
         return port
 
 
-def find_binary(name: str) -> str | None:
-    """`name` on the PATH or in an sbin directory (Debian installs mosquitto in /usr/sbin)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
-        candidate = Path(directory) / name
-        if candidate.exists():
-            return str(candidate)
-    return None
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    """The end of a log file ("(no log)" if there is none yet)."""
+def port_answers(host: str, port: int, timeout_s: float = 0.2) -> bool:
     try:
-        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
-    except FileNotFoundError:
-        return "(no log)"
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
-def stop_process(
-    process: subprocess.Popen[bytes],
-    sig: int = signal.SIGTERM,
-    timeout_s: float = STOP_TIMEOUT_S,
-) -> int:
-    """Send `sig` if it still runs, SIGKILL if it has not exited after `timeout_s`; its exit
-    code."""
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout_s)
-    return process.returncode
+@functools.cache
+def find_binary(name: str) -> str | None:
+    """`name` on the PATH or in an sbin directory (Debian installs mosquitto in /usr/sbin);
+    looked up once per process."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
 
 
 class _PrivateServer:
     """A server process on `port`, started from `command()`, logging to `log` (and anything it
     prints to `output`)."""
 
-    what = "server"
-
-    def __init__(self, binary_name: str, directory: Path, log_name: str) -> None:
-        binary = find_binary(binary_name)
+    def __init__(self, name: str, directory: Path, log_name: str) -> None:
+        binary = find_binary(name)
         if binary is None:
-            raise FileNotFoundError(f"{binary_name} is not installed")
+            raise ServerError(f"`{name}` is not installed (e.g. `apt-get install {name}`)")
+        self.name = name
         self.binary = binary
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.host = LOOPBACK
         self.port = free_port()
         self.log = directory / log_name
-        self.output = directory / f"{binary_name}.out"
+        self.output = directory / f"{name}.out"
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise ServerError(f"{self.name} is not running")
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def start(self) -> None:
         """Start it and wait until it listens on its port."""
         with self.output.open("ab") as output:  # what it says before its log is open
-            self.process = subprocess.Popen(self.command(), stdout=output, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if self.process.poll() is not None:
-                code, self.process = self.process.returncode, None
-                raise RuntimeError(f"{self.what} exited with {code}: {self._logs()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.host, self.port), 0.2),
-            ):
-                return
-            if time.monotonic() > deadline:
-                self.stop(signal.SIGKILL)
-                raise RuntimeError(
-                    f"{self.what} did not listen on {self.port} within {START_TIMEOUT_S} s: "
-                    f"{self._logs()}"
-                )
-            time.sleep(0.05)
+            self.process = process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                process_group=0,  # Ctrl-C reaches its parent only
+            )
+        listening = wait_until(
+            lambda: not self.alive() or port_answers(self.host, self.port), START_TIMEOUT_S
+        )
+        if process.poll() is not None:
+            self.process = None
+            raise ServerError(f"{self.name} exited with {process.returncode}: {self._logs()}")
+        if not listening:
+            self.stop(signal.SIGKILL)
+            raise ServerError(
+                f"{self.name} did not listen on {self.port} within {START_TIMEOUT_S} s: "
+                f"{self._logs()}"
+            )
 
     def _logs(self) -> str:
-        return f"{tail(self.output)}\n{tail(self.log)}"
+        return f"{log_tail(self.output)}\n{log_tail(self.log)}"
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """Stop it with `sig` (SIGKILL after 10 s); its exit code, None if it was not running."""
@@ -128,11 +132,9 @@ class _PrivateServer:
 
 
 class PrivateRedis(_PrivateServer):
-    """A redis-server of the test's own. `appendfsync` "always" makes every acknowledged write
+    """A redis-server of one's own. `appendfsync` "always" makes every acknowledged write
     survive kill -9, "everysec" is the deployment's AOF, None is no persistence at all (a
     restarted server starts empty)."""
-
-    what = "redis-server"
 
     def __init__(
         self,
@@ -167,17 +169,17 @@ class PrivateRedis(_PrivateServer):
         commands while it loads its AOF)."""
         super().start()
         client = self.client()
+
+        def answers() -> bool:
+            try:
+                client.ping()
+            except (redis.BusyLoadingError, redis.ConnectionError):
+                return False
+            return True
+
         try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                try:
-                    client.ping()
-                except (redis.BusyLoadingError, redis.ConnectionError):
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-                else:
-                    return
+            if not wait_until(answers, START_TIMEOUT_S):
+                raise ServerError(f"redis-server did not answer PING: {self._logs()}")
         finally:
             client.close()
 
@@ -186,11 +188,9 @@ class PrivateRedis(_PrivateServer):
 
 
 class PrivateBroker(_PrivateServer):
-    """A Mosquitto of the test's own. With `persistence` it saves its sessions and their queued
+    """A Mosquitto of one's own. With `persistence` it saves its sessions and their queued
     QoS 1 messages when it stops on SIGTERM, so a persistent session survives a restart;
     `extra_config` is appended to its configuration (after the listener)."""
-
-    what = "mosquitto"
 
     def __init__(
         self, directory: Path, *, persistence: bool = True, extra_config: str = ""
