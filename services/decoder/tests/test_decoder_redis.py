@@ -170,7 +170,7 @@ class FailingDecode:
 
 
 def test_unexpected_error_is_dead_lettered_after_max_attempts(streams, start_decoder):
-    poison, good = streams.add_frames([_button(1), _button(2)])
+    good, poison = streams.add_frames([_button(2), _button(1)])  # the poison has counter 1
     decode = FailingDecode({poison})
     decoder = start_decoder(decode=decode, max_attempts=3, claim_idle_ms=50, claim_interval_ms=20)
     assert wait_until(lambda: streams.outputs() == 2 and streams.pending() == 0)
@@ -179,8 +179,9 @@ def test_unexpected_error_is_dead_lettered_after_max_attempts(streams, start_dec
     assert letter.source_id == poison
     assert letter.attempts == 3
     assert letter.raw == _button(1)
-    assert letter.received_at == 1_700_000_000.5
-    assert letter.detail == {"error": "injected failure"}
+    assert letter.received_at == 1_700_000_001.5
+    # The modem counter too, so that `gatewayctl dead requeue` rebuilds the whole frame entry.
+    assert letter.detail == {"error": "injected failure", "counter": 1}
     assert decode.calls[poison] == 3
     assert [r.frame_id for r in streams.records()] == [good]
     assert decoder.metric("gateway_frames_decoded_total", result="error") == 3

@@ -8,7 +8,7 @@ consumer can dead-letter what it cannot read instead of crashing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgpack
 
@@ -29,9 +29,7 @@ __all__ = [
 SCHEMA_VERSION: Final = 1
 
 FileKind = Literal["energy", "energy_config", "button", "button_config"]
-FILE_KINDS: Final[frozenset[str]] = frozenset(
-    {"energy", "energy_config", "button", "button_config"}
-)
+FILE_KINDS: Final[frozenset[str]] = frozenset(get_args(FileKind))
 FieldValue = int | bool | list[int]
 
 

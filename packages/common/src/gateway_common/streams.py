@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DECODER_GROUP", "ENTRY_FIELD", "PUBLISHER_GROUP", "StreamKeys"]
+__all__ = ["DECODER_GROUP", "ENTRY_FIELD", "PUBLISHER_GROUP", "StreamKeys", "entry_id_key"]
 
 DECODER_GROUP = "decoder"
 PUBLISHER_GROUP = "publisher"
@@ -48,3 +48,9 @@ class StreamKeys:
         """Hash of ingest's modem counter state (`counter`, `after_reboot`, `seen_at`): the
         next ingest process counts the frames sent while none held the port."""
         return f"{self.prefix}:ingest:modem"
+
+
+def entry_id_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id (`millis-seq`, or `millis`) as a key that sorts in stream order."""
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)

@@ -14,7 +14,7 @@ what frees a full Redis.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway_common.backoff import Backoff
 from gateway_common.entries import DeadLetter, EntryError, Record, decode_frame, encode
@@ -224,18 +224,16 @@ def _error_rejection(entry: StreamEntry, exc: Exception) -> Rejection:
     """The dead letter of a frame whose decoding kept raising: its ALP bytes when readable."""
     alp = entry.fields.get(ENTRY_FIELD, b"")
     received_at: float | None = None
+    detail: dict[str, Any] = {"error": str(exc)[:500]}
     try:
         frame = decode_frame(alp)
     except EntryError:
         pass
     else:
         alp, received_at = frame.alp, frame.received_at
-    return Rejection(
-        f"decoder error: {type(exc).__name__}",
-        alp,
-        received_at,
-        {"error": str(exc)[:500]},
-    )
+        # As for every decoder dead letter: the counter lets `dead requeue` rebuild the entry.
+        detail["counter"] = frame.counter
+    return Rejection(f"decoder error: {type(exc).__name__}", alp, received_at, detail)
 
 
 def run(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 from redis.exceptions import ResponseError
 
 from gateway_common.redis_conn import REDIS_UNAVAILABLE, connect, ensure_group
-from gateway_common.streams import DECODER_GROUP, ENTRY_FIELD
+from gateway_common.streams import DECODER_GROUP, ENTRY_FIELD, entry_id_key
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -156,8 +156,8 @@ class FrameHandoff:
         """How many times each of these entries was delivered (XPENDING); absent when acked."""
         if not entry_ids:
             return {}
-        low = min(entry_ids, key=_id_key)
-        high = max(entry_ids, key=_id_key)
+        low = min(entry_ids, key=entry_id_key)
+        high = max(entry_ids, key=entry_id_key)
         wanted = set(entry_ids)
         counts: dict[str, int] = {}
         start = low
@@ -187,8 +187,3 @@ class FrameHandoff:
         keys = [self._keys.frames, self._keys.records, self._keys.dead]
         reply: Any = self._script(keys=keys, args=args, client=self._client)
         return [int(flag) == 1 for flag in reply]
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    millis, _, seq = entry_id.partition("-")
-    return int(millis), int(seq or 0)

@@ -32,7 +32,7 @@ from gateway_common.entries import FrameEntry, encode
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.streams import ENTRY_FIELD
-from gateway_dash7 import CounterPosition
+from gateway_dash7 import COUNTER_VALUES, CounterPosition
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,7 +94,7 @@ def load_counter_state(client: redis.Redis, key: str) -> CounterState | None:
     except (KeyError, ValueError) as exc:
         log.warning("counter_state_unreadable", key=key, error=repr(exc))
         return None
-    if not 0 <= state.counter <= 0xFF:
+    if not 0 <= state.counter < COUNTER_VALUES:
         log.warning("counter_state_unreadable", key=key, counter=state.counter)
         return None
     return state

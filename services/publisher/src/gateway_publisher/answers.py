@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway_common.logs import get_logger
+from gateway_common.streams import entry_id_key
 
 if TYPE_CHECKING:
     from collections import deque
@@ -34,16 +35,11 @@ __all__ = ["Answers", "put_back"]
 log = get_logger(__name__)
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def put_back(queue: deque[Ready], ready: Ready) -> None:
     """Insert `ready` among the records waiting for the window, in stream order."""
-    key = _id_key(ready.entry.entry_id)
+    key = entry_id_key(ready.entry.entry_id)
     for index, other in enumerate(queue):
-        if _id_key(other.entry.entry_id) > key:
+        if entry_id_key(other.entry.entry_id) > key:
             queue.insert(index, ready)
             return
     queue.append(ready)

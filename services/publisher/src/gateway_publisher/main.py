@@ -11,7 +11,8 @@ from gateway_common.service import run_service
 from gateway_common.streams import PUBLISHER_GROUP, StreamKeys
 from gateway_publisher.metrics import PublisherMetrics
 from gateway_publisher.mqtt_link import MqttConfig, MqttLink
-from gateway_publisher.publisher import Publisher, PublisherOptions
+from gateway_publisher.options import PublisherOptions
+from gateway_publisher.publisher import Publisher
 from gateway_publisher.record_source import RecordSource
 from gateway_publisher.settings import PublisherSettings
 from gateway_publisher.topics import TopicScheme

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway_common.backoff import Backoff
-from gateway_common.devices import DEFAULT_INTERVAL_S
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.redis_conn import REDIS_UNAVAILABLE
@@ -43,29 +41,13 @@ if TYPE_CHECKING:
     from gateway_publisher.intake import Ready
     from gateway_publisher.metrics import PublisherMetrics
     from gateway_publisher.mqtt_link import LinkEvent, MqttLink
+    from gateway_publisher.options import PublisherOptions
     from gateway_publisher.record_source import RecordSource, StreamEntry
     from gateway_publisher.topics import TopicScheme
 
-__all__ = ["Publisher", "PublisherOptions"]
+__all__ = ["Publisher"]
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class PublisherOptions:
-    window_messages: int = 64
-    max_attempts: int = 5
-    block_ms: int = 1000
-    shutdown_grace_ms: int = 2000
-    backlog_interval_ms: int = 5000
-    device_interval_s: float = DEFAULT_INTERVAL_S
-    """Reporting interval of a device whose EnergyConfigFile has not arrived (staleness)."""
-    read_batch: int = 128
-    """Records read and decoded ahead of the window, at most; a read refills below half."""
-    ack_batch: int = 32
-    """Acknowledgements written together once this many wait..."""
-    ack_delay_ms: int = 10
-    """...or once the oldest has waited this long (or before the loop blocks)."""
 
 
 #: A broker's refusing DISCONNECT this soon after a record went out alone was about that record.
@@ -120,10 +102,6 @@ class Publisher:
         closes the connection on one record is caught at it (answers.py)."""
         self._published_at = 0.0
         """time.monotonic() of the last message (DBIRTH or DDATA) published."""
-
-    @property
-    def registry(self) -> DeviceRegistry:
-        return self._registry
 
     # ---- lifecycle
 
@@ -213,7 +191,7 @@ class Publisher:
             self._metrics.connected.set(0)
             self._health.problem("mqtt", "not connected to the broker")
             self._forget_in_flight()
-            self._flush()
+            self._outbox.flush()
             self._link.wait_connected(self._opt.block_ms / 1000)
             return
         if self._link.generation != self._generation:
@@ -221,13 +199,13 @@ class Publisher:
         # Refill the window first: the broker works on it while the acks go to Redis.
         self._publish_ready()
         if self._outbox.due_in(time.monotonic()) == 0:
-            self._flush()
+            self._outbox.flush()
         if len(self._ready) <= self._opt.read_batch // 2:
             # Block on Redis only when nothing waits for a PUBACK or for room in the window,
             # and only once every answer so far is acknowledged.
             idle = not self._inflight and not self._ready
             if idle:
-                self._flush()
+                self._outbox.flush()
             entries = self._read(self._opt.read_batch - len(self._ready), block=idle)
             if entries:
                 self._take(entries)
@@ -342,7 +320,7 @@ class Publisher:
         can publish twice. Write the acknowledgements before they would exceed it."""
         waiting = self._outbox.acks_waiting
         if waiting and len(self._inflight) + waiting + more > self._opt.window_messages:
-            self._flush()
+            self._outbox.flush()
 
     # ---- broker answers
 
@@ -402,9 +380,6 @@ class Publisher:
         )
 
     # ---- Redis
-
-    def _flush(self) -> None:
-        self._outbox.flush()
 
     def _refresh_backlog(self) -> None:
         now = time.monotonic()
