@@ -385,6 +385,13 @@ def test_the_virtualenv_holds_no_editable_install(built_venv: Path) -> None:
 
 
 @pytest.mark.integration
+def test_the_console_ships_its_templates_and_static_files(built_venv: Path) -> None:
+    site = next(built_venv.glob("lib/python3.*/site-packages"))
+    for name in ("templates/base.html", "static/live.js", "static/console.css"):
+        assert (site / "gateway_console" / name).is_file(), name
+
+
+@pytest.mark.integration
 def test_nothing_was_compiled(built_venv: Path) -> None:
     site = next(built_venv.glob("lib/python3.*/site-packages"))
     assert (site / "crcmod").is_dir()

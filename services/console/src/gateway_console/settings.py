@@ -23,7 +23,7 @@ _NAME = r"[A-Za-z0-9_.\-]{1,32}"
 
 def parse_health_urls(text: str) -> dict[str, str]:
     """`ingest=http://ingest:9100/healthz,...` -> {"ingest": "http://ingest:9100/healthz"}."""
-    urls: dict[str, str] = {}
+    urls = dict[str, str]()
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, url = item.partition("=")
         name, url = name.strip(), url.strip()
