@@ -2,8 +2,10 @@
 
 No hardware needed. Uses the Redis on 127.0.0.1:6379 and the Mosquitto on 127.0.0.1:1883 when
 they answer, otherwise starts private `redis-server` / `mosquitto` on free ports. Then starts
-gateway-sim (TCP), gateway-ingest, gateway-decoder and gateway-publisher from this virtualenv,
-subscribes to `mqtts/demo/#` and shows what the publisher sends until Ctrl-C (or `--duration`).
+gateway-sim (TCP), gateway-ingest, gateway-decoder, gateway-publisher and the field console
+(gateway-console, without a password, on 127.0.0.1:8080 or a free port: its address is printed)
+from this virtualenv, subscribes to `mqtts/demo/#` and shows what the publisher sends until
+Ctrl-C (or `--duration`).
 Everything it started is stopped at the end, and its Redis keys are deleted.
 
 Exit code: 0, or 1 when something is missing, a service died, or a timed run saw no reading.
@@ -290,7 +292,8 @@ def _read_line(stream: IO[bytes], timeout_s: float) -> str:
 
 def start_services(
     processes: Processes, env: dict[str, str], infra: Infrastructure, sim_url: str
-) -> None:
+) -> dict[str, int]:
+    """Start the three services; their metrics ports (for the console's health URLs)."""
     tag = str(os.getpid())
     services: dict[str, dict[str, str]] = {
         "gateway-ingest": {"GATEWAY_SERIAL_PORT": sim_url},
@@ -306,12 +309,41 @@ def start_services(
             "GATEWAY_TOPIC_ROOT": TOPIC_ROOT,
         },
     }
+    metrics_ports = {name: free_port() for name in services}
     for name, extra in services.items():
         executable = BIN_DIR / name
         if not executable.exists():
             raise DemoError(f"{executable} is missing: run `make install`")
         health = {"GATEWAY_HEALTH_FILE": str(processes.log_dir / f"{name}-health.json")}
+        health["GATEWAY_METRICS_PORT"] = str(metrics_ports[name])
         processes.start(name, [str(executable)], {**env, **extra, **health})
+    return metrics_ports
+
+
+# ------------------------------------------------------------------------------- the console
+
+CONSOLE_PORT = 8080
+
+
+def start_console(processes: Processes, env: dict[str, str], metrics_ports: dict[str, int]) -> str:
+    """Start gateway-console without a password (loopback only) on 8080, else a free port; its
+    address."""
+    port = free_port() if port_answers(LOOPBACK, CONSOLE_PORT) else CONSOLE_PORT
+    health_urls = ",".join(
+        f"{name.removeprefix('gateway-')}=http://{LOOPBACK}:{metrics}/healthz"
+        for name, metrics in metrics_ports.items()
+    )
+    extra = {
+        "GATEWAY_CONSOLE_AUTH": "off",
+        "GATEWAY_CONSOLE_HOST": LOOPBACK,
+        "GATEWAY_CONSOLE_PORT": str(port),
+        "GATEWAY_CONSOLE_REFRESH_S": "2",
+        "GATEWAY_CONSOLE_HEALTH_URLS": health_urls,
+        "GATEWAY_HEALTH_FILE": str(processes.log_dir / "gateway-console-health.json"),
+    }
+    child = processes.start("gateway-console", [str(BIN_DIR / "gateway-console")], {**env, **extra})
+    wait_for_port(child, port)
+    return f"http://{LOOPBACK}:{port}/"
 
 
 def gateway_counts(redis_url: str, prefix: str) -> dict[str, int]:
@@ -610,8 +642,9 @@ def run(options: Options, console: Console) -> int:
         stack.callback(gateway_processes.stop_all)
         env = gateway_env(infra, prefix)
         sim_url = start_simulator(gateway_processes, options, env)
-        start_services(gateway_processes, env, infra, sim_url)
+        metrics_ports = start_services(gateway_processes, env, infra, sim_url)
         say(console, f"gateway-sim on {sim_url}, stream prefix {prefix}")
+        say(console, f"field console: {start_console(gateway_processes, env, metrics_ports)}")
         dashboard = watch(subscriber, gateway_processes, options, console)
         gateway_processes.stop_all()
         counts = gateway_counts(infra.redis_url, prefix)
