@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import anyio
+import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -34,6 +35,8 @@ __all__ = ["create_app"]
 HERE: Final = Path(__file__).parent
 #: Nothing is ever posted to the console: any request body is refused beyond this size.
 MAX_BODY_BYTES: Final = 1024
+#: Threads for Redis reads, the services' health and streamed pages, all short.
+WORKER_THREADS: Final = 2
 
 
 def _templates() -> Environment:
@@ -60,6 +63,8 @@ def create_app(refresher: Refresher, *, user: str, password: str | None) -> Star
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Few worker threads: each one that allocates keeps a malloc arena (memory budget).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         async with anyio.create_task_group() as group:
             group.start_soon(refresher.run)
             yield

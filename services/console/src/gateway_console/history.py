@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from gateway_common.streams import StreamKeys
 
-__all__ = ["MAX_WINDOW_S", "SOURCE", "Point", "read_history"]
+__all__ = ["MAX_WINDOW_S", "SOURCE", "Point", "Triple", "read_history"]
 
 #: What the plots are drawn from, as the page names it, and how far back that reaches.
 SOURCE: Final = "records stream (kept 1 day)"

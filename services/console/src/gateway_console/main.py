@@ -75,6 +75,12 @@ def main() -> None:
         app,
         host=settings.console_host,
         port=settings.console_port,
+        # Plain HTTP/1.1 on asyncio, no websockets: nothing else is loaded (memory budget).
+        http="h11",
+        ws="none",
+        loop="asyncio",
+        interface="asgi3",
+        lifespan="on",
         log_config=None,
         log_level="warning",
         access_log=False,

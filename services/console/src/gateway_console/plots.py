@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from gateway_console.history import Point
+    from gateway_console.history import Point, Triple
 
 __all__ = ["HEIGHT", "WIDTH", "Plot", "Series", "Tick", "device_plots", "line_plot"]
 
@@ -136,38 +136,35 @@ _PHASES: Final = (("phase 1", "s1"), ("phase 2", "s2"), ("phase 3", "s3"))
 def device_plots(
     points: Sequence[Point], *, start: float, end: float, gap_s: float
 ) -> tuple[Plot, ...]:
-    """Link budget (every record), voltages and active energy per phase (valid readings only)."""
+    """Link budget (every record), voltages per phase, and the active energy each phase used
+    since the window's first valid reading (the meters' counters differ by orders of
+    magnitude; what they added is what shows a consumption). Invalid readings are left out."""
     readings = [p for p in points if p.energy]
     valid = [p if p.valid else None for p in readings]
     times = [p.at for p in readings]
 
-    def phase(
-        pick: Callable[[Point], tuple[int, int, int] | None], i: int, scale: float
-    ) -> list[float | None]:
+    def phase(pick: Callable[[Point], Triple | None], i: int, scale: float) -> list[float | None]:
         column: list[float | None] = []
         for p in valid:
             triple = None if p is None else pick(p)
             column.append(None if triple is None else triple[i] / scale)
         return column
 
+    def used(i: int) -> list[float | None]:
+        column = phase(lambda p: p.active_energy_wh, i, 1e3)
+        base = next((v for v in column if v is not None), 0.0)
+        return [None if v is None else v - base for v in column]
+
     window = {"start": start, "end": end, "gap_s": gap_s}
     volts = [(n, css, phase(lambda p: p.voltage_v, i, 1.0)) for i, (n, css) in enumerate(_PHASES)]
-    kwh = [
-        (n, css, phase(lambda p: p.active_energy_wh, i, 1e3)) for i, (n, css) in enumerate(_PHASES)
-    ]
     return (
         line_plot(
             "Link budget", "dB (path loss, lower is better)", [p.at for p in points],
             [("link budget", "s0", [float(p.link_budget) for p in points])], **window,
         ),
+        line_plot("Voltage", "V", times, volts, **window),
         line_plot(
-            "Voltage", "V", times,
-            volts,
-            **window,
-        ),
-        line_plot(
-            "Active energy", "kWh (cumulative)", times,
-            kwh,
-            **window,
+            "Active energy", "kWh used since the window's first reading", times,
+            [(n, css, used(i)) for i, (n, css) in enumerate(_PHASES)], **window,
         ),
     )  # fmt: skip

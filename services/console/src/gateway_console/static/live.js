@@ -7,15 +7,19 @@
   const body = document.body;
   const refreshMs = Math.max(200, 1000 * Number(body.dataset.refreshS || "5"));
   const status = document.getElementById("live-status");
+  const FORMATS = {
+    time: { hour: "2-digit", minute: "2-digit", second: "2-digit" },
+    hm: { hour: "2-digit", minute: "2-digit" },
+    dhm: { weekday: "short", hour: "2-digit", minute: "2-digit" },
+    datetime: { dateStyle: "short", timeStyle: "medium" },
+  };
 
   function showTimes(root) {
     for (const el of root.querySelectorAll("[data-time]")) {
       const ms = Number(el.getAttribute("data-time"));
       if (!ms) continue;
       const when = new Date(ms);
-      el.textContent = el.getAttribute("data-fmt") === "time"
-        ? when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
-        : when.toLocaleString([], { dateStyle: "short", timeStyle: "medium" });
+      el.textContent = when.toLocaleString([], FORMATS[el.getAttribute("data-fmt")] || FORMATS.datetime);
       el.setAttribute("title", when.toISOString());
     }
   }
