@@ -170,3 +170,23 @@ def test_a_service_that_does_not_answer_is_shown_as_such() -> None:
     health = probe("ingest", f"http://127.0.0.1:{free_port()}/healthz")
     assert health.healthy is None
     assert health.detail.startswith("no answer")
+
+
+def test_a_service_that_answers_garbage_is_shown_as_such() -> None:
+    import socket  # noqa: PLC0415
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        for _ in range(2):  # /healthz, then /metrics
+            connection, _address = server.accept()
+            with connection:
+                connection.recv(1024)
+                connection.sendall(b"not http at all\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    health = probe("ingest", f"http://127.0.0.1:{server.getsockname()[1]}/healthz")
+    server.close()
+    assert health.healthy is None
+    assert health.detail.startswith("no answer")

@@ -9,6 +9,7 @@ device history and the dead letters are read from Redis on request.
 from __future__ import annotations
 
 import re
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio.to_thread
@@ -188,7 +189,7 @@ class Pages:
         hours = int(_choice(query, "hours", [str(h) for h in WINDOWS_H], str(WINDOWS_H[-1])))
         device_id, view = self._device(request)
         refresher = self._refresher
-        end = refresher.snapshot.taken_at if refresher.snapshot else 0.0
+        end = refresher.snapshot.taken_at if refresher.snapshot else time.time()
         start = end - min(hours * 3600.0, MAX_WINDOW_S)
         try:
             points = await anyio.to_thread.run_sync(

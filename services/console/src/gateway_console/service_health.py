@@ -9,6 +9,7 @@ suffices: plain HTTP inside the compose network, a few hundred bytes each.
 
 from __future__ import annotations
 
+import http.client
 import re
 import urllib.error
 import urllib.request
@@ -67,14 +68,14 @@ def probe(name: str, url: str) -> ServiceHealth:
     """Ask one service; never raises for a network problem (it is what gets shown)."""
     try:
         status, body = _get(url)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
         return ServiceHealth(name, url, None, f"no answer: {reason}", {})
     healthy = status == 200
     detail = body.strip()[:300] or f"HTTP {status}"
     try:
         metrics_status, metrics = _get(metrics_url(url))
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         metrics_status, metrics = 0, ""
     gauges = _gauges(metrics) if metrics_status == 200 else {}
     return ServiceHealth(name, url, healthy, detail, gauges)
