@@ -1,5 +1,6 @@
 # One image for every gateway service; docker-compose.yml picks the command (gateway-ingest,
-# gateway-decoder, gateway-publisher, gateway-sim, gatewayctl, gateway-healthcheck).
+# gateway-decoder, gateway-publisher, gateway-console, gateway-sim, gatewayctl,
+# gateway-healthcheck).
 #
 # Multi-arch (a Pi 3/4/5 on a 64-bit OS is linux/arm64), from a workstation:
 #   docker buildx build --platform linux/arm64,linux/amd64 -t REGISTRY/dash7-gateway:TAG --push .
@@ -29,6 +30,7 @@ COPY services/ingest/pyproject.toml services/ingest/
 COPY services/decoder/pyproject.toml services/decoder/
 COPY services/publisher/pyproject.toml services/publisher/
 COPY services/simulator/pyproject.toml services/simulator/
+COPY services/console/pyproject.toml services/console/
 COPY packages/devkit/pyproject.toml packages/devkit/
 # gateway-devkit (the test kit, the bench, the demo) is dev-only: never installed here; its
 # sources are not even in the build context. uv would still install a dependency of its own, so

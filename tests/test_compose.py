@@ -26,10 +26,18 @@ HOTPLUG = ROOT / "deploy" / "compose.hotplug.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCS = ROOT / "docs" / "deployment.md"
 
-GATEWAY_SERVICES = ("ingest", "decoder", "publisher")
-DEMO_SERVICES = ("ingest-demo", "decoder-demo", "publisher-demo")
+GATEWAY_SERVICES = ("ingest", "decoder", "publisher", "console")
+DEMO_SERVICES = ("ingest-demo", "decoder-demo", "publisher-demo", "console-demo")
+MONITORING_SERVICES = ("prometheus", "grafana")
 PI = {"redis", *GATEWAY_SERVICES}
 DEMO = {"redis", "sim", "mosquitto", *DEMO_SERVICES}
+MONITORING = {"redis", *MONITORING_SERVICES}
+#: What is published on the host: the consoles and Grafana, nothing else.
+HOST_PORTS = {
+    "console": "${GATEWAY_CONSOLE_PORT:-8080}:8080",
+    "console-demo": "127.0.0.1:${GATEWAY_CONSOLE_PORT:-8080}:8080",
+    "grafana": "${GRAFANA_PORT:-3000}:3000",
+}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +87,7 @@ def test_no_obsolete_version_key(compose) -> None:
 
 
 def test_services_present(compose) -> None:
-    assert set(services(compose)) == PI | DEMO
+    assert set(services(compose)) == PI | DEMO | MONITORING
 
 
 def test_no_required_variable_anywhere() -> None:
@@ -95,12 +103,16 @@ def test_profiles_separate_the_pi_from_the_demo(compose) -> None:
             assert "profiles" not in service
         elif name in GATEWAY_SERVICES:
             assert service["profiles"] == ["pi"], name
+        elif name in MONITORING_SERVICES:
+            assert service["profiles"] == ["monitoring"], name
         else:
             assert service["profiles"] == ["demo"], name
     assert env_example()["COMPOSE_PROFILES"] == "pi"
 
 
-@pytest.mark.parametrize(("profiles", "expected"), [({"pi"}, PI), ({"demo"}, DEMO)])
+@pytest.mark.parametrize(
+    ("profiles", "expected"), [({"pi"}, PI), ({"demo"}, DEMO), ({"monitoring"}, MONITORING)]
+)
 def test_each_profile_depends_only_on_its_own_services(compose, profiles, expected) -> None:
     active = {
         name
@@ -128,9 +140,9 @@ def test_redis_keeps_its_data_and_is_not_exposed(compose) -> None:
     assert seconds(redis["stop_grace_period"]) >= 30
 
 
-def test_nothing_is_published_on_the_host(compose) -> None:
+def test_nothing_but_the_consoles_and_grafana_is_published_on_the_host(compose) -> None:
     for name, service in services(compose).items():
-        assert "ports" not in service, name
+        assert service.get("ports", []) == ([HOST_PORTS[name]] if name in HOST_PORTS else []), name
         assert "container_name" not in service, name
         assert service.get("network_mode") != "host", name
 
@@ -188,6 +200,11 @@ def test_secrets_never_inline(compose) -> None:
     assert env["GATEWAY_MQTT_CA_FILE"] == "/run/secrets/mqtt_ca"
     assert env["GATEWAY_MQTT_TLS"] == "true"
     assert set(publisher["secrets"]) == {"mqtt_password", "mqtt_ca"}
+    console = services(compose)["console"]
+    password_file = console["environment"]["GATEWAY_CONSOLE_PASSWORD_FILE"]
+    assert password_file == "/run/secrets/console_password"  # noqa: S105
+    assert "GATEWAY_CONSOLE_AUTH" not in console["environment"], "on by default: a password"
+    assert console["secrets"] == ["console_password"]
     for secret in compose["secrets"].values():
         assert secret["file"].startswith("./secrets/")
     for name, service in services(compose).items():
@@ -374,6 +391,53 @@ def test_hotplug_override_gives_ingest_a_live_dev(docker_compose, tmp_path) -> N
 def test_both_profiles_at_once_do_not_collide(docker_compose, tmp_path) -> None:
     config = compose_config(docker_compose, tmp_path, "--profile", "pi", "--profile", "demo")
     assert set(config["services"]) == PI | DEMO
+
+
+def test_the_consoles_see_their_own_gateway(compose) -> None:
+    s = services(compose)
+    for name, suffix in (("console", ""), ("console-demo", "-demo")):
+        env = s[name]["environment"]
+        urls = dict(pair.split("=", 1) for pair in env["GATEWAY_CONSOLE_HEALTH_URLS"].split(","))
+        assert set(urls) == {"ingest", "decoder", "publisher"}, name
+        for service, url in urls.items():
+            assert url == f"http://{service}{suffix}:${{GATEWAY_METRICS_PORT:-9100}}/healthz", name
+        assert env["GATEWAY_CONSOLE_PORT"] == "8080"
+        assert s[name]["ports"][0].endswith(":8080")
+    demo = s["console-demo"]
+    assert demo["environment"]["GATEWAY_CONSOLE_AUTH"] == "off"
+    assert demo["ports"][0].startswith("127.0.0.1:"), "no password: loopback only"
+    assert "secrets" not in demo
+    assert default_of(s["ingest"]["environment"]["GATEWAY_METRICS_PORT"]) == "9100"
+
+
+def test_monitoring_scrapes_every_gateway_service_with_pinned_images(compose) -> None:
+    s = services(compose)
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", s["prometheus"]["image"])
+    assert re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", s["grafana"]["image"])
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    scraped = {
+        name
+        for job in config["scrape_configs"]
+        for sd in job["dns_sd_configs"]
+        for name in sd["names"]
+        if sd["port"] == 9100
+    }
+    assert scraped == set(GATEWAY_SERVICES) | set(DEMO_SERVICES)
+    grafana = s["grafana"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"].startswith("/run/secrets/")
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    for volume in grafana["volumes"] + s["prometheus"]["volumes"]:
+        source = volume.split(":")[0]
+        assert not source.startswith("./") or (ROOT / source).exists(), volume
+
+
+@pytest.mark.integration
+def test_monitoring_profile_resolves_with_the_pi(docker_compose, tmp_path) -> None:
+    example = ENV_EXAMPLE.read_text(encoding="utf-8")
+    config = compose_config(
+        docker_compose, tmp_path, "--profile", "pi", "--profile", "monitoring", env_file=example
+    )
+    assert set(config["services"]) == PI | MONITORING
 
 
 def test_redis_never_evicts_stream_data(compose) -> None:

@@ -33,6 +33,7 @@ def assert_readings_flowed(result: subprocess.CompletedProcess[str]) -> None:
     assert summary, result.stdout
     assert int(summary[1]) == len(ddata)
     assert int(summary[2]) == int(summary[3]) == 3
+    assert re.search(r"^field console: http://127\.0\.0\.1:\d+/$", result.stdout, re.MULTILINE)
 
 
 def test_demo_on_the_local_redis_and_broker() -> None:

@@ -400,6 +400,13 @@ def _normalized(name: str) -> str:
 
 
 @pytest.mark.integration
+def test_the_console_ships_its_templates_and_static_files(built_venv: Path) -> None:
+    site = next(built_venv.glob("lib/python3.*/site-packages"))
+    for name in ("templates/base.html", "static/live.js", "static/console.css"):
+        assert (site / "gateway_console" / name).is_file(), name
+
+
+@pytest.mark.integration
 def test_the_virtualenv_holds_no_dev_only_package(built_venv: Path) -> None:
     """No gateway-devkit (the test kit, the bench, the demo), nor anything that only it or the
     dev tools need: every distribution installed is a runtime dependency of a member."""

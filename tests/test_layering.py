@@ -62,9 +62,13 @@ def _declared(folder: Path) -> set[str]:
 
 def test_the_members_are_found() -> None:
     assert {"gateway_dash7", "gateway_common", "gateway_ctl"} <= PACKAGES
-    assert {"gateway_ingest", "gateway_decoder", "gateway_publisher", "gateway_simulator"} == (
-        SERVICES
-    )
+    assert {
+        "gateway_ingest",
+        "gateway_decoder",
+        "gateway_publisher",
+        "gateway_simulator",
+        "gateway_console",
+    } == SERVICES
 
 
 @pytest.mark.parametrize("name", sorted(MEMBERS))

@@ -34,8 +34,8 @@ COMPOSE = (
 #: The tag the tests build the gateway image under, never a user's `dash7-gateway:latest`.
 IMAGE = "dash7-gateway:container-test"
 #: Gateway services: the ones with a heartbeat healthcheck.
-DEMO_GATEWAY = ("ingest-demo", "decoder-demo", "publisher-demo")
-PI_GATEWAY = ("ingest", "decoder", "publisher")
+DEMO_GATEWAY = ("ingest-demo", "decoder-demo", "publisher-demo", "console-demo")
+PI_GATEWAY = ("ingest", "decoder", "publisher", "console")
 
 #: Lines printed at the end of the run: image size, time to healthy, memory per container.
 REPORT: list[str] = []

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,6 +73,19 @@ def test_a_demo_profile_healthy_with_two_decoders_and_readings_at_the_broker(dem
     # Every device the subscriber met was provisioned before any of its readings.
     assert set(first_of_device.values()) == {"DBIRTH"}, messages
     assert any(topic.split("/")[2] == "DDATA" for _, topic, _ in messages)
+
+
+def test_a2_the_demo_console_shows_the_simulated_sensors(demo: Project) -> None:
+    address = demo.compose("port", "console-demo", "8080").stdout.strip()
+    assert address.startswith("127.0.0.1:"), address
+    started = time.monotonic()
+    page = ""
+    while time.monotonic() - started < 30 and page.count("data-device=") < 3:
+        with urllib.request.urlopen(f"http://{address}/devices", timeout=5) as answer:
+            page = answer.read().decode()
+        time.sleep(1)
+    assert page.count("data-device=") == 3, page[-3000:]
+    assert "console_listening" in demo.logs("console-demo")
 
 
 def test_b_killed_main_processes_come_back_and_nothing_is_lost(demo: Project) -> None:

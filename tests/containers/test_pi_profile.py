@@ -97,10 +97,12 @@ def make_secrets(directory: Path, ca: Path) -> None:
     secrets = directory / "secrets"
     secrets.mkdir(mode=0o700)
     (secrets / "mqtt_password").write_text(PASSWORD, encoding="utf-8")
+    (secrets / "console_password").write_text(PASSWORD, encoding="utf-8")
     (secrets / "mqtt_ca.pem").write_bytes(ca.read_bytes())
-    for name in ("mqtt_password", "mqtt_ca.pem"):
+    for name in ("mqtt_password", "console_password", "mqtt_ca.pem"):
         os.chown(secrets / name, 10001, 10001)
     (secrets / "mqtt_password").chmod(0o400)
+    (secrets / "console_password").chmod(0o400)
     (secrets / "mqtt_ca.pem").chmod(0o444)
 
 

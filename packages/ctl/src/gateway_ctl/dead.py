@@ -114,9 +114,15 @@ def _entry(entry_id: Any, fields: Any) -> DeadEntry:
         return DeadEntry(entry_id, None, str(exc))
 
 
-def list_dead(client: redis.Redis, keys: StreamKeys, limit: int) -> tuple[int, list[DeadEntry]]:
-    """(total number of dead letters, the oldest `limit` of them)."""
-    raw: Any = client.xrange(keys.dead, count=limit)
+def list_dead(
+    client: redis.Redis, keys: StreamKeys, limit: int, *, newest: bool = False
+) -> tuple[int, list[DeadEntry]]:
+    """(total number of dead letters, the oldest `limit` of them, or the newest first)."""
+    raw: Any = (
+        client.xrevrange(keys.dead, count=limit)
+        if newest
+        else client.xrange(keys.dead, count=limit)
+    )
     return int(client.xlen(keys.dead)), [_entry(i, f) for i, f in raw]
 
 

@@ -16,6 +16,7 @@ from gateway_devkit.servers import (
     PrivateBroker,
     PrivateRedis,
     ServerError,
+    free_port,
     port_answers,
 )
 
@@ -125,7 +126,8 @@ def _read_line(stream: IO[bytes], timeout_s: float) -> str:
     return stream.readline().decode().strip() if ready else ""
 
 
-def start_services(supervisor: Supervisor, infra: Infrastructure, sim_url: str) -> None:
+def start_services(supervisor: Supervisor, infra: Infrastructure, sim_url: str) -> dict[str, int]:
+    """Start the three services; their metrics ports (the console reads their health there)."""
     tag = str(os.getpid())
     services: dict[str, dict[str, str]] = {
         "gateway-ingest": {"GATEWAY_SERIAL_PORT": sim_url},
@@ -141,8 +143,10 @@ def start_services(supervisor: Supervisor, infra: Infrastructure, sim_url: str) 
             "GATEWAY_TOPIC_ROOT": TOPIC_ROOT,
         },
     }
+    metrics_ports = {name: free_port() for name in services}
     for name, extra in services.items():
-        supervisor.start_service(name, **extra)
+        supervisor.start_service(name, GATEWAY_METRICS_PORT=str(metrics_ports[name]), **extra)
+    return metrics_ports
 
 
 def gateway_counts(redis_url: str, prefix: str) -> dict[str, int]:

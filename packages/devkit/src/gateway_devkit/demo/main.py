@@ -17,6 +17,7 @@ import redis
 from rich.console import Console
 from rich.live import Live
 
+from gateway_devkit.demo.console import start_console
 from gateway_devkit.demo.dashboard import Dashboard, plain_line
 from gateway_devkit.demo.infrastructure import (
     DemoError,
@@ -156,8 +157,9 @@ def run(options: Options, console: Console) -> int:
         sim_url = start_simulator(
             gateway, options.sensors, options.interval_s, options.button_probability, options.seed
         )
-        start_services(gateway, infra, sim_url)
+        metrics_ports = start_services(gateway, infra, sim_url)
         say(console, f"gateway-sim on {sim_url}, stream prefix {prefix}")
+        say(console, f"field console: {start_console(gateway, metrics_ports)}")
         dashboard = watch(viewer, gateway, options, console)
         gateway.stop_all()
         counts = gateway_counts(infra.redis_url, prefix)
