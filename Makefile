@@ -48,6 +48,7 @@ demo: install ## The whole gateway on a simulated modem, readings shown live (Ct
 
 bench: install ## Benchmarks: print what they measure on this machine
 	$(VENV)/bin/gateway-bench
+	$(PY) -m gateway_devkit.bench.console
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -66,3 +67,18 @@ def test_bench_runs_and_delivers_every_frame() -> None:
     # ingest's own hand-off histogram counted every paced frame.
     assert cell(output, "frames") == "40"
     assert re.search(r"floor: bare Python reader.*\| 40 ", output), output
+
+
+def test_console_bench_runs() -> None:
+    """The console part of `make bench`, with a handful of devices: it seeds, starts the
+    console, measures every page and cleans up (numbers are not checked)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway_devkit.bench.console", "--devices", "5", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "device plots (24 h)" in done.stdout
+    assert "VmHWM" in done.stdout or "peak" in done.stdout, done.stdout

@@ -1,4 +1,5 @@
-"""`python -m gateway_console.bench`: the console's memory and page times with many devices.
+"""The field console's memory and page times with many devices: `python -m
+gateway_devkit.bench.console`, the last part of `make bench`.
 
 Writes a day of readings of `--devices` devices (500 by default, one EnergyFile every 10 min,
 as the publisher and the decoder would have left them: registry entries, records, a few frames
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +30,7 @@ from gateway_common.devices import DeviceEntry
 from gateway_common.entries import DeadLetter, FrameEntry, Record, encode
 from gateway_common.redis_conn import connect
 from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
+from gateway_devkit.servers import free_port
 
 if TYPE_CHECKING:
     import redis
@@ -98,13 +99,6 @@ def seed(client: redis.Redis, keys: StreamKeys, devices: int, now: float) -> Non
         client.xadd(keys.dead, {ENTRY_FIELD: encode(letter)})
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _get(url: str) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310  (loopback, http)
         return int(answer.status), answer.read()
@@ -132,7 +126,7 @@ def _start_console(redis_url: str, prefix: str, port: int, log: Path) -> subproc
     )
     executable = Path(sys.executable).parent / "gateway-console"
     with log.open("wb") as out:
-        return subprocess.Popen([str(executable)], env=env, stdout=out, stderr=out)  # noqa: S603
+        return subprocess.Popen([str(executable)], env=env, stdout=out, stderr=out)
 
 
 def _wait_for_snapshot(base: str, process: subprocess.Popen[bytes], devices: int) -> float:
@@ -168,7 +162,9 @@ def _measure(base: str, paths: dict[str, str], rounds: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gateway_console.bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway_devkit.bench.console", description=__doc__
+    )
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args(argv)
@@ -182,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         seed(client, keys, args.devices, time.time())
         print(f"seeded {args.devices} devices, {client.xlen(keys.records)} records "
               f"under {keys.prefix}: in {time.monotonic() - began:.1f} s")  # fmt: skip
-        port = _free_port()
+        port = free_port()
         process = _start_console(redis_url, keys.prefix, port, log)
         base = f"http://127.0.0.1:{port}"
         print(f"first snapshot after {_wait_for_snapshot(base, process, args.devices):.1f} s")
