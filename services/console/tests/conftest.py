@@ -1,5 +1,5 @@
 """Fixtures of the console's tests: the console as a real process on a test's own stream prefix,
-and a gateway's Redis state written the way the decoder and the publisher write it."""
+and a gateway's Redis state written the way ingest, the decoder and the publisher write it."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ import pytest
 import redis
 
 from gateway_common.devices import DeviceEntry
-from gateway_common.entries import DeadLetter, Record, encode
+from gateway_common.entries import DeadLetter, FrameEntry, Record, encode
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
+from gateway_dash7 import AddressType, D7Status, EnergyFile, encode_unsolicited
 from gateway_devkit.polling import wait_until
 from gateway_devkit.processes import stop_process
 from gateway_devkit.servers import free_port
@@ -133,6 +134,53 @@ def energy_record(
 def add_records(client: redis.Redis, keys: StreamKeys, *records: Record) -> None:
     for record in records:
         client.xadd(keys.records, {ENTRY_FIELD: encode(record)})
+
+
+def _phases(value: object) -> tuple[int, int, int]:
+    assert isinstance(value, list)
+    first, second, third = value
+    return (int(first), int(second), int(third))
+
+
+def energy_frame(record: Record, counter: int = 0) -> FrameEntry:
+    """The frame ingest archived for an energy record: the EnergyFile as the sensor sends it,
+    from a UID (8-byte) address, or a VID (2-byte) one when the device id fits in 2 bytes."""
+    value = int(record.device_id, 16)
+    vid = value <= 0xFFFF
+    status = D7Status(
+        address=value.to_bytes(2 if vid else 8, "big"),
+        address_type=AddressType.VID if vid else AddressType.UID,
+        rx_level=record.rx_level,
+        link_budget=record.link_budget,
+    )
+    fields = record.fields
+    file = EnergyFile(
+        apparent_energy_vah=_phases(fields["apparent_energy_vah"]),
+        active_energy_wh=_phases(fields["active_energy_wh"]),
+        current_ma=_phases(fields["current_ma"]),
+        voltage_v=_phases(fields["voltage_v"]),
+        measurement_valid=fields["measurement_valid"] is True,
+    )
+    alp = encode_unsolicited(file.file_id, file.encode(), status)
+    return FrameEntry(alp=alp, received_at=record.received_at, counter=counter % 256)
+
+
+def add_frames(client: redis.Redis, keys: StreamKeys, *records: Record) -> None:
+    """The frames of energy records in `{p}:frames`, each under an entry id of its receive time
+    (as ingest's XADD gives it), oldest first and never before an entry already there."""
+    last = client.xrevrange(keys.frames, count=1)
+    floor = int(last[0][0].split(b"-")[0]) if last else 0
+    for counter, record in enumerate(sorted(records, key=lambda r: r.received_at)):
+        floor = max(floor, int(record.received_at * 1000))
+        entry = encode(energy_frame(record, counter))
+        client.xadd(keys.frames, {ENTRY_FIELD: entry}, id=f"{floor}-*")
+
+
+def add_readings(client: redis.Redis, keys: StreamKeys, *records: Record) -> None:
+    """Readings as the gateway leaves them: the frames (the plots' source) and the records (the
+    readings index's)."""
+    add_frames(client, keys, *records)
+    add_records(client, keys, *records)
 
 
 def register(

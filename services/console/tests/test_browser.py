@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from gateway_common.devices import DeviceEntry, is_stale
 from gateway_common.streams import StreamKeys
 
-from .conftest import Console, add_dead_letter, add_records, energy_record, register
+from .conftest import Console, add_dead_letter, add_frames, add_readings, energy_record, register
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -93,7 +93,9 @@ def seed(client, keys: StreamKeys) -> float:
         client, keys, QUIET, last_seen=now - 300, link_budget=118, readings=12, interval_s=None
     )
     register(client, keys, SILENT, last_seen=now - 7200, link_budget=101, readings=3)
-    add_records(
+    # Three days ago: only the frames archive (7 days) still holds it, not the records (1 day).
+    add_frames(client, keys, energy_record(FRESH, now - 3 * 86_400, energy_wh=(900, 2000, 3000)))
+    add_readings(
         client,
         keys,
         *(
@@ -131,6 +133,19 @@ def test_pages_render_without_errors_in_the_browser(
     )
     captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#plots figcaption")]
     assert [c.split(" ")[0] for c in captions] == ["Link", "Voltage", "Active"]
+    plots = browser.find_element(By.ID, "plots").text
+    assert "6 records over the last 24 h from the frames archive" in plots
+    assert errors(browser) == []
+    # the week the frames archive keeps, the reading of three days ago included
+    windows = browser.find_element(By.CSS_SELECTOR, "p.windows").text
+    assert windows.split(":")[1].split() == ["1", "h", "6", "h", "24", "h", "72", "h", "168", "h"]
+    browser.find_element(By.LINK_TEXT, "168 h").click()
+    wait_for(
+        browser,
+        lambda: "7 records over the last 168 h" in browser.find_element(By.ID, "plots").text,
+        "the week's plots",
+    )
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#plots svg path.line")) >= 7
     assert errors(browser) == []
     assert "deadbeef".upper() not in browser.page_source  # raw bytes are shown spaced, lower case
     browser.get(console.url + "/dead")
@@ -199,7 +214,7 @@ def test_a_new_reading_appears_without_a_reload(
     table = lambda: browser.find_element(By.ID, "last-reading").text  # noqa: E731
     assert "247" not in table()
     register(redis_client, keys, FRESH, last_seen=now + 1, link_budget=66, readings=41)
-    add_records(
+    add_readings(
         redis_client, keys, energy_record(FRESH, now + 1, voltage=(247, 246, 245), link_budget=66)
     )
     wait_for(
@@ -210,7 +225,7 @@ def test_a_new_reading_appears_without_a_reload(
     browser.get(console.url + "/devices")
     browser.execute_script("window.notReloaded = true")
     row = lambda: browser.find_element(By.CSS_SELECTOR, f'tr[data-device="{FRESH}"]').text  # noqa: E731
-    add_records(redis_client, keys, energy_record(FRESH, now + 2, voltage=(239, 238, 237)))
+    add_readings(redis_client, keys, energy_record(FRESH, now + 2, voltage=(239, 238, 237)))
     wait_for(browser, lambda: "239 / 238 / 237 V" in row(), "the new reading in the device table")
     assert browser.execute_script("return window.notReloaded") is True
     assert errors(browser) == []

@@ -14,7 +14,7 @@ import pytest
 from gateway_common.streams import StreamKeys
 from gateway_console.headers import CONTENT_SECURITY_POLICY
 
-from .conftest import PASSWORD, add_dead_letter, add_records, energy_record, register
+from .conftest import PASSWORD, add_dead_letter, add_readings, energy_record, register
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -68,7 +68,7 @@ def test_pages_answer_with_security_headers(start_console, redis_client, stream_
     keys = StreamKeys(stream_prefix)
     now = time.time()
     register(redis_client, keys, DEVICE, last_seen=now - 5)
-    add_records(redis_client, keys, energy_record(DEVICE, now - 5))
+    add_readings(redis_client, keys, energy_record(DEVICE, now - 5))
     add_dead_letter(redis_client, keys, "unknown_file", bytes.fromhex("c0ffee"))
     console = start_console()
     for path in ("/", "/devices", f"/devices/{DEVICE}", "/dead", f"/parts/devices/{DEVICE}/plots"):
@@ -102,6 +102,7 @@ BAD = [
     (f"/devices/{DEVICE}?hours=2", 400),
     (f"/devices/{DEVICE}?hours=-1", 400),
     (f"/parts/devices/{DEVICE}/plots?hours=1e9", 400),
+    (f"/parts/devices/{DEVICE}/plots?hours=336", 400),  # beyond the frames archive's 7 days
     ("/dead?limit=0", 400),
     ("/dead?limit=1001", 400),
     ("/dead?limit=ten", 400),

@@ -50,8 +50,11 @@ def _templates() -> Environment:
     return env
 
 
-def create_app(refresher: Refresher, *, user: str, password: str | None) -> Starlette:
-    """The console; `password` None serves it without authentication (GATEWAY_CONSOLE_AUTH=off)."""
+def create_app(
+    refresher: Refresher, *, user: str, password: str | None, max_window_s: float
+) -> Starlette:
+    """The console; `password` None serves it without authentication (GATEWAY_CONSOLE_AUTH=off);
+    `max_window_s` is how far back the device plots can reach (GATEWAY_FRAMES_RETENTION_S)."""
     templates = _templates()
 
     async def http_error(_request: Request, exc: Exception) -> Response:
@@ -75,7 +78,7 @@ def create_app(refresher: Refresher, *, user: str, password: str | None) -> Star
         middleware.append(Middleware(BasicAuth, user=user, password=password))
     return Starlette(
         routes=[
-            *routes(Pages(templates, refresher)),
+            *routes(Pages(templates, refresher, max_window_s)),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=middleware,

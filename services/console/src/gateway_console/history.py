@@ -1,17 +1,21 @@
 """One device's readings over a window, for the device page's plots: the one module that knows
 where the history comes from.
 
-Now: `{p}:records`, which the publisher trims to one day (`GATEWAY_RECORDS_RETENTION_S`), read
-from the window's start (no consumer group). A day of 500 devices is some 72,000 entries, so the
-search for one device's runs inside Redis: a read-only script (EVAL_RO, XRANGE only) looks at
-`_PAGE` entries per call and returns only those whose bytes contain the device id, which are then
-decoded here. Each call holds Redis for a few milliseconds; none writes.
+The frames archive `{p}:frames`, which the decoder trims to `GATEWAY_FRAMES_RETENTION_S` (7 days
+by default; the console reads the same variable, so its longest window is what the archive
+keeps), read from the window's start by entry id (no consumer group). A week of 500 devices is
+some 500,000 frames, so the search for one device's runs inside Redis: a read-only script
+(EVAL_RO, XRANGE only) looks at `_PAGE` entries per call and returns only those whose bytes
+contain the device's address (the ALP is stored as is inside the msgpack entry), which are then
+decoded here with the decoder's own codec (`gateway_common.records.decode_entry`): a plot shows
+exactly the records the decoder made, or would make, of those frames. Each call holds Redis for
+a few milliseconds; none writes.
 
-The frames archive `{p}:frames` keeps 7 days, but its entries are raw ALP that must be decoded,
-and that codec belongs to the decoder service (a service never imports another): once it lives
-in a shared package, `_records` reads `{p}:frames` and decodes each frame (the script finds the
-device's UID bytes there), and `MAX_WINDOW_S` becomes `GATEWAY_FRAMES_RETENTION_S` (the page
-then offers the longer windows by itself).
+The address searched for is the DEVICE_ID's value (protocol.md section 4: upper-case hex of the
+sender address, no zero padding) as 8 bytes (a UID) when it needs more than 2, else as 2 bytes
+(a VID). A frame that merely contains those bytes elsewhere (another UID ending in a VID's
+bytes, a counter, a value) is dropped after decoding: its record's device id is not the one
+asked for. Frames the decoder rejects are skipped.
 """
 
 from __future__ import annotations
@@ -19,8 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from gateway_common.entries import EntryError, Record, decode_record
-from gateway_common.streams import ENTRY_FIELD
+from gateway_common.records import Rejection, decode_entry
 from gateway_ctl.output import as_text
 
 if TYPE_CHECKING:
@@ -28,13 +31,14 @@ if TYPE_CHECKING:
 
     import redis
 
+    from gateway_common.entries import Record
     from gateway_common.streams import StreamKeys
 
-__all__ = ["MAX_WINDOW_S", "SOURCE", "Point", "Triple", "read_history"]
+__all__ = ["SOURCE", "Point", "Triple", "address_bytes", "read_history"]
 
-#: What the plots are drawn from, as the page names it, and how far back that reaches.
-SOURCE: Final = "records stream (kept 1 day)"
-MAX_WINDOW_S: Final = 86_400.0
+#: What the plots are drawn from, as the page names it. How far back that reaches is the
+#: setting `GATEWAY_FRAMES_RETENTION_S` (ConsoleSettings.frames_retention_s).
+SOURCE: Final = "frames archive (kept 7 days), decoded as the decoder does"
 _PAGE: Final = 2000
 #: KEYS: the stream. ARGV: start id (inclusive, or "(" id), page size, the bytes to look for.
 #: Returns {entries looked at, the last id looked at, the matching entries}.
@@ -90,21 +94,28 @@ def _point(record: Record) -> Point:
     )
 
 
+def address_bytes(device_id: str) -> bytes:
+    """The sender address a DEVICE_ID names, as it appears in the frame's D7 status: 8 bytes
+    (UID) when the value needs more than 2, else 2 (VID)."""
+    value = int(device_id, 16)
+    return value.to_bytes(8 if value > 0xFFFF else 2, "big")
+
+
 def _records(
     client: redis.Redis, keys: StreamKeys, device_id: str, since: float
 ) -> Iterator[Record]:
     start = f"{int(since * 1000)}-0"
+    needle = address_bytes(device_id)
     while True:
-        reply: Any = client.eval_ro(_FIND_LUA, 1, keys.records, start, _PAGE, device_id)
+        reply: Any = client.eval_ro(_FIND_LUA, 1, keys.frames, start, _PAGE, needle)
         looked_at, last_id, found = reply
-        for _entry_id, fields in found:
-            data = dict(zip(fields[::2], fields[1::2], strict=True)).get(ENTRY_FIELD)
-            try:
-                record = decode_record(data or b"")
-            except EntryError:
+        for entry_id, fields in found:
+            entry = dict(zip(fields[::2], fields[1::2], strict=True))
+            outcome = decode_entry(as_text(entry_id), entry)
+            if isinstance(outcome, Rejection):
                 continue
-            if record.device_id == device_id:
-                yield record
+            if outcome.device_id == device_id:
+                yield outcome
         if int(looked_at) < _PAGE:
             return
         start = "(" + as_text(last_id)
@@ -113,7 +124,7 @@ def _records(
 def read_history(
     client: redis.Redis, keys: StreamKeys, device_id: str, since: float
 ) -> list[Point]:
-    """The device's records received since `since`, oldest first."""
+    """The records of the device's frames received since `since`, oldest first."""
     points = [_point(r) for r in _records(client, keys, device_id, since) if r.received_at >= since]
     points.sort(key=lambda p: p.at)
     return points

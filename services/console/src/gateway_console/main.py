@@ -70,7 +70,12 @@ def main() -> None:
         stop=stop,
         on_stop=stop_server,
     )
-    app = create_app(refresher, user=settings.console_user, password=settings.password)
+    app = create_app(
+        refresher,
+        user=settings.console_user,
+        password=settings.password,
+        max_window_s=settings.frames_retention_s,
+    )
     config = uvicorn.Config(
         app,
         host=settings.console_host,

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from gateway_console.history import MAX_WINDOW_S, SOURCE, read_history
+from gateway_console.history import SOURCE, read_history
 from gateway_console.plots import device_plots
 from gateway_console.service_health import gauge
 from gateway_ctl.dead import list_dead
@@ -33,12 +33,14 @@ if TYPE_CHECKING:
     from gateway_console.refresher import Refresher
     from gateway_console.snapshot import DeviceView
 
-__all__ = ["DEVICE_ID", "SORT_KEYS", "routes"]
+__all__ = ["DEVICE_ID", "SORT_KEYS", "routes", "windows_h"]
 
 DEVICE_ID: Final = re.compile(r"[0-9A-F]{1,16}")
 SEARCH: Final = re.compile(r"[0-9A-Za-z _.\-]{0,64}")
-#: The device page's windows: those the history reaches back to.
-WINDOWS_H: Final = tuple(h for h in (1, 6, 24, 72, 168) if h * 3600 <= MAX_WINDOW_S)
+#: The device page's windows, those the history reaches back to (`windows_h`), and the one shown
+#: when none is asked for: a day, whatever longer ones the frames archive offers.
+WINDOWS_H: Final = (1, 6, 24, 72, 168)
+DEFAULT_WINDOW_H: Final = 24
 DEAD_LIMIT_MAX: Final = 1000
 DEAD_LIMIT: Final = 100
 #: A gap in a plot: silence longer than this many reporting intervals.
@@ -109,10 +111,23 @@ def _whole(query: dict[str, str], name: str, low: int, high: int, default: int) 
     return int(text)
 
 
+def windows_h(max_window_s: float) -> tuple[int, ...]:
+    """The windows (hours) within `max_window_s`, the frames archive's retention; the shortest
+    one always (an archive kept less than an hour shows what it holds)."""
+    return tuple(h for h in WINDOWS_H if h * 3600 <= max_window_s) or WINDOWS_H[:1]
+
+
 class Pages:
-    def __init__(self, templates: Environment, refresher: Refresher) -> None:
+    def __init__(self, templates: Environment, refresher: Refresher, max_window_s: float) -> None:
         self._templates = templates
         self._refresher = refresher
+        self._windows = windows_h(max_window_s)
+        self._default_window = min(DEFAULT_WINDOW_H, self._windows[-1])
+
+    def _hours(self, request: Request) -> int:
+        query = _query(request, ("hours",))
+        allowed = [str(h) for h in self._windows]
+        return int(_choice(query, "hours", allowed, str(self._default_window)))
 
     def _render(self, request: Request, name: str, **context: Any) -> Response:
         refresher = self._refresher
@@ -172,11 +187,15 @@ class Pages:
         return device_id, view
 
     async def device(self, request: Request) -> Response:
-        query = _query(request, ("hours",))
-        hours = int(_choice(query, "hours", [str(h) for h in WINDOWS_H], str(WINDOWS_H[-1])))
+        hours = self._hours(request)
         device_id, view = self._device(request)
         return self._render(
-            request, "device.html", device_id=device_id, view=view, hours=hours, windows=WINDOWS_H
+            request,
+            "device.html",
+            device_id=device_id,
+            view=view,
+            hours=hours,
+            windows=self._windows,
         )
 
     async def device_latest(self, request: Request) -> Response:
@@ -185,12 +204,11 @@ class Pages:
         return self._render(request, "_device_latest.html", device_id=device_id, view=view)
 
     async def device_plots(self, request: Request) -> Response:
-        query = _query(request, ("hours",))
-        hours = int(_choice(query, "hours", [str(h) for h in WINDOWS_H], str(WINDOWS_H[-1])))
+        hours = self._hours(request)
         device_id, view = self._device(request)
         refresher = self._refresher
         end = refresher.snapshot.taken_at if refresher.snapshot else time.time()
-        start = end - min(hours * 3600.0, MAX_WINDOW_S)
+        start = end - hours * 3600.0
         try:
             points = await anyio.to_thread.run_sync(
                 read_history, refresher.client, refresher.keys, device_id, start

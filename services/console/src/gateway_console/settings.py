@@ -53,6 +53,9 @@ class ConsoleSettings(CommonSettings):
     """The address people open (logged at start); default: built from host and port."""
     device_interval_s: float = Field(DEFAULT_INTERVAL_S, gt=0)
     """Reporting interval of a device that has not sent its EnergyConfigFile (staleness)."""
+    frames_retention_s: float = Field(604_800, ge=0)
+    """The decoder's setting of the same name, read with the same default: how far back the
+    frames archive (the device plots' source) reaches, so the longest window the page offers."""
 
     _password: str | None = PrivateAttr(default=None)
     _health_urls: dict[str, str] = PrivateAttr(default_factory=dict)

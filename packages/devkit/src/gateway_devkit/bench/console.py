@@ -1,9 +1,11 @@
 """The field console's memory and page times with many devices: `python -m
 gateway_devkit.bench.console`, the last part of `make bench`.
 
-Writes a day of readings of `--devices` devices (500 by default, one EnergyFile every 10 min,
-as the publisher and the decoder would have left them: registry entries, records, a few frames
-of the last minute and some dead letters) under a scratch stream prefix of the Redis at
+Writes the readings of `--devices` devices (500 by default, one EnergyFile every 10 min) as
+ingest, the decoder and the publisher would have left them: a week of frames (the frames
+archive's default retention, which the device plots read), the last day of them as records
+(the records stream's retention, which the readings index reads), registry entries and some
+dead letters, under a scratch stream prefix of the Redis at
 GATEWAY_REDIS_URL, starts `gateway-console` on it (no auth, loopback, a free port), waits for
 its first snapshot, then asks each page `--rounds` times and prints the times (the whole HTTP
 exchange over loopback: an upper bound of the render time) and the console's resident memory
@@ -30,6 +32,7 @@ from gateway_common.devices import DeviceEntry
 from gateway_common.entries import DeadLetter, FrameEntry, Record, encode
 from gateway_common.redis_conn import connect
 from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
+from gateway_dash7 import D7Status, EnergyFile, encode_unsolicited
 from gateway_devkit.servers import free_port
 
 if TYPE_CHECKING:
@@ -39,25 +42,37 @@ __all__ = ["main", "seed"]
 
 INTERVAL_S: Final = 600
 DAY_S: Final = 86_400
+WEEK_S: Final = 7 * DAY_S
+"""The frames archive's default retention (GATEWAY_FRAMES_RETENTION_S)."""
 STALE_EVERY: Final = 50
 """One device in this many went silent two hours ago (stale)."""
 START_TIMEOUT_S: Final = 60.0
 
 
-def _record(device_id: str, at: float, rng: random.Random, step: int) -> Record:
-    fields: dict[str, int | bool | list[int]] = {
-        "apparent_energy_vah": [100_000 + step * 60 + p for p in range(3)],
-        "active_energy_wh": [90_000 + step * 50 + p for p in range(3)],
-        "current_ma": [rng.randint(500, 25_000) for _ in range(3)],
-        "voltage_v": [rng.randint(226, 238) for _ in range(3)],
-        "measurement_valid": rng.random() > 0.01,
-    }
+def _reading(device_id: str, at: float, rng: random.Random, step: int) -> tuple[Record, bytes]:
+    """A record and the ALP of the frame it was decoded from."""
+    file = EnergyFile(
+        apparent_energy_vah=(100_000 + step * 60, 100_001 + step * 60, 100_002 + step * 60),
+        active_energy_wh=(90_000 + step * 50, 90_001 + step * 50, 90_002 + step * 50),
+        current_ma=(rng.randint(500, 25_000), rng.randint(500, 25_000), rng.randint(500, 25_000)),
+        voltage_v=(rng.randint(226, 238), rng.randint(226, 238), rng.randint(226, 238)),
+        measurement_valid=rng.random() > 0.01,
+    )
     lb = rng.randint(60, 115)
-    return Record(device_id, "energy", fields, lb, lb - 14, at, f"{int(at * 1000)}-0")
+    status = D7Status(int(device_id, 16).to_bytes(8, "big"), rx_level=lb - 14, link_budget=lb)
+    fields: dict[str, int | bool | list[int]] = {
+        "apparent_energy_vah": list(file.apparent_energy_vah),
+        "active_energy_wh": list(file.active_energy_wh),
+        "current_ma": list(file.current_ma),
+        "voltage_v": list(file.voltage_v),
+        "measurement_valid": file.measurement_valid,
+    }
+    record = Record(device_id, "energy", fields, lb, lb - 14, at, f"{int(at * 1000)}-0")
+    return record, encode_unsolicited(file.file_id, file.encode(), status)
 
 
 def seed(client: redis.Redis, keys: StreamKeys, devices: int, now: float) -> None:
-    """A day of readings of `devices` devices, a few live frames and dead letters."""
+    """A week of frames of `devices` devices, the last day of them as records, dead letters."""
     rng = random.Random(13)
     ids = [f"B57{index:010X}" for index in range(devices)]
     offsets = [rng.uniform(0, INTERVAL_S) for _ in ids]
@@ -65,21 +80,24 @@ def seed(client: redis.Redis, keys: StreamKeys, devices: int, now: float) -> Non
     last: dict[str, Record] = {}
     counts = dict.fromkeys(ids, 0)
     events = sorted(
-        (now - DAY_S + step * INTERVAL_S + offsets[i], step, device)
+        (now - WEEK_S + step * INTERVAL_S + offsets[i], step, device)
         for i, device in enumerate(ids)
-        for step in range(DAY_S // INTERVAL_S)
-        if now - DAY_S + step * INTERVAL_S + offsets[i] < min(now, silent_from.get(device, now))
+        for step in range(WEEK_S // INTERVAL_S)
+        if now - WEEK_S + step * INTERVAL_S + offsets[i] < min(now, silent_from.get(device, now))
     )
     pipe = client.pipeline(transaction=False)
     previous_ms = 0
     for sequence, (at, step, device) in enumerate(events):
-        record = _record(device, at, rng, step)
+        record, alp = _reading(device, at, rng, step)
         ms = max(int(at * 1000), previous_ms)
         previous_ms = ms
-        pipe.xadd(keys.records, {ENTRY_FIELD: encode(record)}, id=f"{ms}-{sequence}")
+        frame = FrameEntry(alp=alp, received_at=at, counter=sequence % 256)
+        pipe.xadd(keys.frames, {ENTRY_FIELD: encode(frame)}, id=f"{ms}-{sequence}")
+        if at >= now - DAY_S:
+            pipe.xadd(keys.records, {ENTRY_FIELD: encode(record)}, id=f"{ms}-{sequence}")
+            counts[device] += 1
         last[device] = record
-        counts[device] += 1
-        if len(pipe) >= 1000:
+        if len(pipe) >= 2000:
             pipe.execute()
     pipe.execute()
     client.xgroup_create(keys.records, PUBLISHER_GROUP, id="$", mkstream=True)
@@ -92,8 +110,6 @@ def seed(client: redis.Redis, keys: StreamKeys, devices: int, now: float) -> Non
             for d, r in last.items()
         },
     )
-    for counter in range(30):
-        client.xadd(keys.frames, {ENTRY_FIELD: encode(FrameEntry(b"\x00" * 40, now, counter))})
     for index in range(20):
         letter = DeadLetter("unknown_file", "decoder", keys.frames, f"{index}-0", b"\x01" * 30, now)
         client.xadd(keys.dead, {ENTRY_FIELD: encode(letter)})
@@ -176,8 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         began = time.monotonic()
         seed(client, keys, args.devices, time.time())
-        print(f"seeded {args.devices} devices, {client.xlen(keys.records)} records "
-              f"under {keys.prefix}: in {time.monotonic() - began:.1f} s")  # fmt: skip
+        print(f"seeded {args.devices} devices, {client.xlen(keys.frames)} frames, "
+              f"{client.xlen(keys.records)} records under {keys.prefix}: "
+              f"in {time.monotonic() - began:.1f} s")  # fmt: skip
         port = free_port()
         process = _start_console(redis_url, keys.prefix, port, log)
         base = f"http://127.0.0.1:{port}"
@@ -193,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
                 "devices sorted by silence": "/devices?sort=last_seen&order=desc",
                 "device page": f"/devices/{device}",
                 "device plots (24 h)": f"/parts/devices/{device}/plots?hours=24",
+                "device plots (72 h)": f"/parts/devices/{device}/plots?hours=72",
+                "device plots (168 h)": f"/parts/devices/{device}/plots?hours=168",
                 "dead letters /dead": "/dead",
             },
             args.rounds,
