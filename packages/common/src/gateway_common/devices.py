@@ -43,6 +43,8 @@ class DeviceEntry:
     order: a configuration file is acknowledged before the readings still in flight)."""
     interval_s: float | None = None
     """Reporting interval from the device's last EnergyConfigFile; None until one arrives."""
+    enabled: bool | None = None
+    """`enabled` from the device's last EnergyConfigFile; None until one arrives."""
 
     def to_bytes(self) -> bytes:
         entry: dict[str, Any] = {
@@ -53,6 +55,8 @@ class DeviceEntry:
         }
         if self.interval_s is not None:
             entry["interval_s"] = self.interval_s
+        if self.enabled is not None:
+            entry["enabled"] = self.enabled
         packed: bytes = msgpack.packb(entry, use_bin_type=True)
         return packed
 
@@ -61,12 +65,14 @@ class DeviceEntry:
         try:
             obj: Any = msgpack.unpackb(data, raw=False)
             interval = obj.get("interval_s")
+            enabled = obj.get("enabled")
             return cls(
                 first_seen=float(obj["first_seen"]),
                 last_seen=float(obj["last_seen"]),
                 readings=int(obj["readings"]),
                 last_link_budget=int(obj["last_link_budget"]),
                 interval_s=None if interval is None else float(interval),
+                enabled=None if enabled is None else bool(enabled),
             )
         except (
             ValueError,

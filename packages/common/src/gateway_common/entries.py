@@ -1,8 +1,8 @@
 """The schema of stream entries, encoded and decoded in this one place.
 
-Each entry of `{p}:frames`, `{p}:records` and `{p}:dead` is a msgpack map carrying a schema
-version `v`. Decoding rejects an unknown version or a missing field with `EntryError`, so a
-consumer can dead-letter what it cannot read instead of crashing.
+Each entry of `{p}:frames`, `{p}:records`, `{p}:dead` and `{p}:commands` is a msgpack map
+carrying a schema version `v`. Decoding rejects an unknown version or a missing field with
+`EntryError`, so a consumer can dead-letter what it cannot read instead of crashing.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import msgpack
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CommandEntry",
     "DeadLetter",
     "EntryError",
     "FieldValue",
     "FileKind",
     "FrameEntry",
     "Record",
+    "decode_command",
     "decode_dead_letter",
     "decode_frame",
     "decode_record",
@@ -120,7 +122,32 @@ class DeadLetter:
         }
 
 
-def encode(entry: FrameEntry | Record | DeadLetter) -> bytes:
+@dataclass(frozen=True, slots=True)
+class CommandEntry:
+    """A downlink command as a source accepted it (its state lives in `{p}:command:{id}`)."""
+
+    command_id: str
+    device_id: str
+    interval_s: int
+    enabled: bool
+    source: str
+    """`gatewayctl` or `mqtt`."""
+    created_at: float
+
+    def to_map(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "t": "command",
+            "id": self.command_id,
+            "dev": self.device_id,
+            "iv": self.interval_s,
+            "en": self.enabled,
+            "src": self.source,
+            "at": self.created_at,
+        }
+
+
+def encode(entry: FrameEntry | Record | DeadLetter | CommandEntry) -> bytes:
     """Encode an entry to the bytes stored under the stream field `d`."""
     packed: bytes = msgpack.packb(entry.to_map(), use_bin_type=True)
     return packed
@@ -185,4 +212,16 @@ def decode_dead_letter(data: bytes) -> DeadLetter:
         received_at=float(rx) if isinstance(rx, int | float) else None,
         attempts=_get(obj, "n", int),
         detail=_get(obj, "detail", dict),
+    )
+
+
+def decode_command(data: bytes) -> CommandEntry:
+    obj = _unpack(data, "command")
+    return CommandEntry(
+        command_id=_get(obj, "id", str),
+        device_id=_get(obj, "dev", str),
+        interval_s=_get(obj, "iv", int),
+        enabled=_get(obj, "en", bool),
+        source=_get(obj, "src", str),
+        created_at=float(_get(obj, "at", (int, float))),
     )
