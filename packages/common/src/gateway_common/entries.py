@@ -8,12 +8,13 @@ carrying a schema version `v`. Decoding rejects an unknown version or a missing 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import msgpack
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Addressing",
     "CommandEntry",
     "DeadLetter",
     "EntryError",
@@ -62,6 +63,15 @@ class FrameEntry:
         }
 
 
+class Addressing(NamedTuple):
+    """The sender's addressee in its D7 interface status (protocol.md section 2.3)."""
+
+    address_type: int
+    """0 NBID, 1 NOID, 2 UID, 3 VID."""
+    access_class: int
+    nls_method: int
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """A decoded application file, attributed to a device."""
@@ -75,9 +85,12 @@ class Record:
     received_at: float
     frame_id: str
     """The id of the `{p}:frames` entry this record came from."""
+    addressing: Addressing | None = None
+    """How the sender addressed the gateway (from its D7 status): what a downlink to it copies.
+    Absent from records written before the downlink existed."""
 
     def to_map(self) -> dict[str, Any]:
-        return {
+        entry = {
             "v": SCHEMA_VERSION,
             "t": "record",
             "dev": self.device_id,
@@ -88,6 +101,9 @@ class Record:
             "rx": self.received_at,
             "fid": self.frame_id,
         }
+        if self.addressing is not None:
+            entry["adr"] = list(self.addressing)
+        return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +212,20 @@ def decode_record(data: bytes) -> Record:
         rx_level=_get(obj, "rxl", int),
         received_at=float(_get(obj, "rx", (int, float))),
         frame_id=_get(obj, "fid", str),
+        addressing=_addressing(obj.get("adr")),
     )
+
+
+def _addressing(value: Any) -> Addressing | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != len(Addressing._fields)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise EntryError("field 'adr' has the wrong type")
+    return Addressing(*value)
 
 
 def decode_dead_letter(data: bytes) -> DeadLetter:

@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from gateway_common.entries import EntryError, FieldValue, FileKind, Record, decode_frame
+from gateway_common.entries import (
+    Addressing,
+    EntryError,
+    FieldValue,
+    FileKind,
+    Record,
+    decode_frame,
+)
 from gateway_common.streams import ENTRY_FIELD
 from gateway_dash7 import (
     AddressType,
@@ -128,6 +135,7 @@ def decode_alp(entry_id: str, alp: bytes, received_at: float) -> Outcome:
         rx_level=status.rx_level,
         received_at=received_at,
         frame_id=entry_id,
+        addressing=Addressing(status.address_type, status.access_class, status.nls_method),
     )
 
 

@@ -74,6 +74,7 @@ class DeviceRegistry:
                     record.link_budget,
                     _interval_s(record, None),
                     _enabled(record, None),
+                    record.addressing,
                 )
             else:
                 newest = record.received_at >= old.last_seen
@@ -91,6 +92,11 @@ class DeviceRegistry:
                         _enabled(record, old.enabled)
                         if newest or old.enabled is None
                         else old.enabled
+                    ),
+                    addressing=(
+                        record.addressing
+                        if record.addressing is not None and (newest or old.addressing is None)
+                        else old.addressing
                     ),
                 )
         return changed
