@@ -248,9 +248,12 @@ def parse_answer(payload: bytes) -> ModemAnswer:
 def parse_received(payload: bytes) -> UnsolicitedMessage | ModemAnswer:
     """What an ALP_DATA frame from the modem holds: an answer to a tagged request when it
     carries a TagResponse, otherwise a sensor's unsolicited message; raises AlpError."""
-    actions, error = _split(payload)
-    if not actions.tags:
-        return parse_unsolicited(payload)
+    try:
+        return parse_unsolicited(payload)  # the usual case, parsed once
+    except AlpError:
+        actions, error = _split(payload)
+        if not actions.tags:
+            raise
     if error is not None:
         raise error
     return _answer(actions)
