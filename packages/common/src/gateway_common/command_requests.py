@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from gateway_common.command_store import CommandStore
 
-__all__ = ["request_command", "resolve"]
+__all__ = ["reject_request", "request_command", "resolve"]
 
 
 def resolve(
@@ -98,4 +98,12 @@ def request_command(
     command = Command.queued(
         command_id, device_id, interval, on, source=source, at=now, timeout_s=timeout
     )
+    return store.submit(command)
+
+
+def reject_request(
+    store: CommandStore, device_id: str, reason: str, *, source: str, now: float
+) -> Command:
+    """Store a request refused before its values could be read (a malformed DCMD)."""
+    command = Command.rejected(store.next_id(), device_id[:64], reason, source=source, at=now)
     return store.submit(command)
