@@ -4,6 +4,8 @@ No hardware needed. Uses the Redis on 127.0.0.1:6379 and the Mosquitto on 127.0.
 they answer, otherwise starts private `redis-server` / `mosquitto` on free ports. Then starts
 gateway-sim (TCP), gateway-ingest, gateway-decoder and gateway-publisher from this virtualenv,
 subscribes to `mqtts/demo/#` and shows what the publisher sends until Ctrl-C (or `--duration`).
+Once the first reading is in, it sends that device a DCMD (a new interval), as SCorp-io would,
+and shows its command going through (`DownlinkDemo`).
 Everything it started is stopped at the end, and its Redis keys are deleted.
 
 Exit code: 0, or 1 when something is missing, a service died, or a timed run saw no reading.
@@ -304,6 +306,7 @@ def start_services(
             "GATEWAY_PROJECT_ID": PROJECT_ID,
             "GATEWAY_EDGE_NODE_ID": EDGE_NODE_ID,
             "GATEWAY_TOPIC_ROOT": TOPIC_ROOT,
+            "GATEWAY_DOWNLINK": "true",  # the demo's DCMD (DownlinkDemo)
         },
     }
     for name, extra in services.items():
@@ -513,6 +516,72 @@ def plain_line(message: Message) -> str:
     return " ".join(parts)
 
 
+# ------------------------------------------------------------------------------- the downlink
+
+
+class DownlinkDemo:
+    """Once the first reading is in, sends one DCMD (a new interval) to that device as SCorp-io
+    would, then shows its command's states (from Redis) until it ends."""
+
+    INTERVAL_S = 10
+
+    def __init__(self, infra: Infrastructure, prefix: str, console: Console) -> None:
+        self._infra = infra
+        self._prefix = prefix
+        self._console = console
+        self._sent_at: float | None = None
+        self._state = ""
+        self.result = ""
+
+    def step(self, dashboard: Dashboard) -> None:
+        if self._sent_at is None:
+            device = next((d for d, v in sorted(dashboard.devices.items()) if v.ddata), None)
+            if device is not None:
+                self._send(device)
+            return
+        if self.result:
+            return
+        client = redis.Redis.from_url(
+            self._infra.redis_url, socket_timeout=2, decode_responses=True
+        )
+        try:
+            newest: Any = client.zrevrange(f"{self._prefix}:commands:ids", 0, 0)
+            command: Any = client.hgetall(f"{self._prefix}:command:{newest[0]}") if newest else {}
+        finally:
+            client.close()
+        state = command.get("state", "")
+        if not state or state == self._state:
+            return
+        self._state = state
+        stamps = [("queued", "created_at"), ("sent", "sent_at")]
+        stamps += [("acknowledged", "acknowledged_at"), (state, "ended_at")]
+        steps = [
+            f"{name} +{float(command[key]) - self._sent_at:.2f} s"
+            for name, key in stamps
+            if key in command
+        ]
+        reason = f" ({command['reason']})" if command.get("reason") else ""
+        line = f"COMMAND {command['id']} {state}{reason}: " + ", ".join(steps)
+        say(self._console, line)
+        if state in {"confirmed", "failed", "expired", "rejected"}:
+            self.result = line
+
+    def _send(self, device: str) -> None:
+        topic = f"{TOPIC_ROOT}/{PROJECT_ID}/DCMD/{EDGE_NODE_ID}/{device}"
+        metric = {"name": "Intervalle de mesure", "dataType": "Integer", "value": self.INTERVAL_S}
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"demo-scorp-{os.getpid()}")
+        client.connect(self._infra.mqtt_host, self._infra.mqtt_port, keepalive=30)
+        client.loop_start()
+        try:
+            payload = json.dumps({"metrics": [metric]}, ensure_ascii=False).encode()
+            self._sent_at = time.time()
+            client.publish(topic, payload, qos=1).wait_for_publish(timeout=5)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        say(self._console, f"DCMD {topic}: Intervalle de mesure = {self.INTERVAL_S} s")
+
+
 # ------------------------------------------------------------------------------- running
 
 
@@ -542,7 +611,11 @@ def check_children(processes: Processes, dashboard: Dashboard, console: Console)
 
 
 def watch(
-    subscriber: Subscriber, processes: Processes, options: Options, console: Console
+    subscriber: Subscriber,
+    processes: Processes,
+    options: Options,
+    console: Console,
+    downlink: DownlinkDemo | None = None,
 ) -> Dashboard:
     """Show messages until Ctrl-C or the end of `--duration`."""
     dashboard = Dashboard()
@@ -561,6 +634,8 @@ def watch(
                     dashboard.add(message)
                     if live is None:
                         say(console, plain_line(message))
+                if downlink is not None:
+                    downlink.step(dashboard)
                 if live is not None:
                     live.update(dashboard.render(), refresh=True)
     dashboard.ended = time.monotonic()
@@ -612,7 +687,8 @@ def run(options: Options, console: Console) -> int:
         sim_url = start_simulator(gateway_processes, options, env)
         start_services(gateway_processes, env, infra, sim_url)
         say(console, f"gateway-sim on {sim_url}, stream prefix {prefix}")
-        dashboard = watch(subscriber, gateway_processes, options, console)
+        downlink = DownlinkDemo(infra, prefix, console)
+        dashboard = watch(subscriber, gateway_processes, options, console, downlink)
         gateway_processes.stop_all()
         counts = gateway_counts(infra.redis_url, prefix)
         print_summary(console, dashboard, counts, subscriber.stale_retained)
