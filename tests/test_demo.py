@@ -34,6 +34,9 @@ def assert_readings_flowed(result: subprocess.CompletedProcess[str]) -> None:
     assert int(summary[1]) == len(ddata)
     assert int(summary[2]) == int(summary[3]) == 3
     assert re.search(r"^field console: http://127\.0\.0\.1:\d+/$", result.stdout, re.MULTILINE)
+    # the demo's DCMD went through the modem to the sensor
+    confirmed = r"^COMMAND 1 confirmed: queued \+[\d.]+ s, sent"
+    assert re.search(confirmed, result.stdout, re.MULTILINE), result.stdout
 
 
 def test_demo_on_the_local_redis_and_broker() -> None:

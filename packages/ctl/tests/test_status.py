@@ -13,6 +13,10 @@ from gateway_ctl.main import main, redact
 
 pytestmark = pytest.mark.integration
 
+NO_COMMANDS = dict.fromkeys(
+    ("queued", "sent", "acknowledged", "confirmed", "failed", "expired", "rejected"), 0
+)
+
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, redis_url: str, stream_prefix: str) -> StreamKeys:
@@ -44,6 +48,7 @@ def test_nothing_yet(env: StreamKeys, capsys: pytest.CaptureFixture[str]) -> Non
         "stale_devices": 0,
         "consumers": {"decoder": None, "publisher": None},
         "oldest_unpublished_age_s": None,
+        "commands": NO_COMMANDS,
     }
 
 
@@ -89,6 +94,7 @@ def test_running_gateway(
             ],
             "publisher": [{"name": "pub", "pending": 0}],
         },
+        "commands": NO_COMMANDS,
     }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import gateway_dash7
 
 PACKAGE_DIR = Path(gateway_dash7.__file__).parent
-MODULES = ("alp", "counter", "crc", "files", "serial")
+MODULES = ("alp", "counter", "crc", "d7asp", "downlink", "files", "serial")
 
 
 def test_the_public_names_are_the_modules_public_names() -> None:

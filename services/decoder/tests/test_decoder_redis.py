@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from gateway_common.entries import FrameEntry, Record, encode
+from gateway_common.entries import Addressing, FrameEntry, Record, encode
 from gateway_common.records import decode_entry
 from gateway_common.streams import DECODER_GROUP
 from gateway_dash7 import AddressType, ButtonFile, D7Status, EnergyFile, encode_unsolicited
@@ -212,6 +212,7 @@ def test_records_round_trip_the_shared_schema(streams, start_decoder):
             rx_level=57,
             received_at=1_700_000_000.5,
             frame_id=frame_id,
+            addressing=Addressing(address_type=3, access_class=0x01, nls_method=0),
         )
     ]
 

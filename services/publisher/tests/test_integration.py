@@ -120,6 +120,7 @@ def test_records_are_published_after_a_dbirth_and_acknowledged(
             "readings": 3,
             "last_link_budget": 70,
             "interval_s": 600,
+            "enabled": True,
         },
         "B2": {
             "first_seen": T0 + 3,
@@ -127,6 +128,7 @@ def test_records_are_published_after_a_dbirth_and_acknowledged(
             "readings": 3,
             "last_link_budget": 60,
             "interval_s": 600,
+            "enabled": True,
         },
     }
     assert pub.metric("gateway_records_published_total") == 4

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from gateway_common.entries import Record
+from gateway_common.entries import Addressing, Record
 from gateway_publisher.registry import DeviceEntry, DeviceRegistry
 
 
@@ -44,3 +44,21 @@ def test_births_belong_to_one_connection() -> None:
     registry.mark_born("A")
     registry.new_connection()
     assert registry.needs_birth("A")
+
+
+def test_the_downlink_facts_follow_the_newest_records() -> None:
+    registry = DeviceRegistry()
+    config = Record("A", "energy_config", {"interval_s": 300, "enabled": False}, 70, 60, 5.0, "1-0")
+    addressed = Record(
+        "A", "button", {"buttons_state": 1}, 70, 60, 6.0, "2-0", Addressing(2, 0x01, 1)
+    )
+    registry.commit(registry.updated([config, addressed]))
+    entry = registry.get("A")
+    assert entry is not None
+    assert (entry.interval_s, entry.enabled, entry.addressing) == (300.0, False, (2, 1, 1))
+    assert DeviceEntry.from_bytes(entry.to_bytes()) == entry
+    # a record without addressing (written before the downlink) keeps what is known
+    registry.commit(registry.updated([rec("A", 7.0)]))
+    entry = registry.get("A")
+    assert entry is not None
+    assert entry.addressing == (2, 1, 1)

@@ -129,3 +129,35 @@ def test_wait_for_client_returns_false_when_stopped() -> None:
         assert transport.wait_for_client(stop) is False
     finally:
         transport.close()
+
+
+def _read_within(transport, size: int, timeout_s: float = 2.0) -> bytes:
+    got = b""
+    deadline = time.monotonic() + timeout_s
+    while len(got) < size and time.monotonic() < deadline:
+        got += transport.read_available()
+        time.sleep(0.01)
+    return got
+
+
+def test_what_the_host_writes_is_kept_for_the_modem() -> None:
+    request = bytes(range(256)) + TERMINAL_BYTES
+    transport = PtyTransport()
+    try:
+        host = os.open(transport.url, os.O_RDWR | os.O_NOCTTY)
+        try:
+            assert transport.read_available() == b""
+            os.write(host, request)
+            assert _read_within(transport, len(request)) == request
+        finally:
+            os.close(host)
+    finally:
+        transport.close()
+    tcp = TcpTransport("127.0.0.1", 0)
+    try:
+        port = int(tcp.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as host_socket:
+            host_socket.sendall(request)
+            assert _read_within(tcp, len(request)) == request
+    finally:
+        tcp.close()

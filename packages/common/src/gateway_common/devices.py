@@ -13,6 +13,8 @@ from typing import Any, Final
 
 import msgpack
 
+from gateway_common.entries import Addressing
+
 __all__ = [
     "DEFAULT_INTERVAL_S",
     "STALE_FACTOR",
@@ -43,6 +45,11 @@ class DeviceEntry:
     order: a configuration file is acknowledged before the readings still in flight)."""
     interval_s: float | None = None
     """Reporting interval from the device's last EnergyConfigFile; None until one arrives."""
+    enabled: bool | None = None
+    """`enabled` from the device's last EnergyConfigFile; None until one arrives."""
+    addressing: Addressing | None = None
+    """Address type, access class and NLS method of the device's last record (its D7 status):
+    what ingest copies into a downlink command's addressee. None until such a record arrives."""
 
     def to_bytes(self) -> bytes:
         entry: dict[str, Any] = {
@@ -53,6 +60,10 @@ class DeviceEntry:
         }
         if self.interval_s is not None:
             entry["interval_s"] = self.interval_s
+        if self.enabled is not None:
+            entry["enabled"] = self.enabled
+        if self.addressing is not None:
+            entry["addressing"] = list(self.addressing)
         packed: bytes = msgpack.packb(entry, use_bin_type=True)
         return packed
 
@@ -61,12 +72,16 @@ class DeviceEntry:
         try:
             obj: Any = msgpack.unpackb(data, raw=False)
             interval = obj.get("interval_s")
+            enabled = obj.get("enabled")
+            addressing = obj.get("addressing")
             return cls(
                 first_seen=float(obj["first_seen"]),
                 last_seen=float(obj["last_seen"]),
                 readings=int(obj["readings"]),
                 last_link_budget=int(obj["last_link_budget"]),
                 interval_s=None if interval is None else float(interval),
+                enabled=None if enabled is None else bool(enabled),
+                addressing=None if addressing is None else Addressing(*map(int, addressing)),
             )
         except (
             ValueError,

@@ -1,25 +1,28 @@
 """The schema of stream entries, encoded and decoded in this one place.
 
-Each entry of `{p}:frames`, `{p}:records` and `{p}:dead` is a msgpack map carrying a schema
-version `v`. Decoding rejects an unknown version or a missing field with `EntryError`, so a
-consumer can dead-letter what it cannot read instead of crashing.
+Each entry of `{p}:frames`, `{p}:records`, `{p}:dead` and `{p}:commands` is a msgpack map
+carrying a schema version `v`. Decoding rejects an unknown version or a missing field with
+`EntryError`, so a consumer can dead-letter what it cannot read instead of crashing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, NamedTuple, get_args
 
 import msgpack
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Addressing",
+    "CommandEntry",
     "DeadLetter",
     "EntryError",
     "FieldValue",
     "FileKind",
     "FrameEntry",
     "Record",
+    "decode_command",
     "decode_dead_letter",
     "decode_frame",
     "decode_record",
@@ -58,6 +61,15 @@ class FrameEntry:
         }
 
 
+class Addressing(NamedTuple):
+    """The sender's addressee in its D7 interface status (protocol.md section 2.3)."""
+
+    address_type: int
+    """0 NBID, 1 NOID, 2 UID, 3 VID."""
+    access_class: int
+    nls_method: int
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """A decoded application file, attributed to a device."""
@@ -71,9 +83,12 @@ class Record:
     received_at: float
     frame_id: str
     """The id of the `{p}:frames` entry this record came from."""
+    addressing: Addressing | None = None
+    """How the sender addressed the gateway (from its D7 status): what a downlink to it copies.
+    Absent from records written before the downlink existed."""
 
     def to_map(self) -> dict[str, Any]:
-        return {
+        entry = {
             "v": SCHEMA_VERSION,
             "t": "record",
             "dev": self.device_id,
@@ -84,6 +99,9 @@ class Record:
             "rx": self.received_at,
             "fid": self.frame_id,
         }
+        if self.addressing is not None:
+            entry["adr"] = list(self.addressing)
+        return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +136,32 @@ class DeadLetter:
         }
 
 
-def encode(entry: FrameEntry | Record | DeadLetter) -> bytes:
+@dataclass(frozen=True, slots=True)
+class CommandEntry:
+    """A downlink command as a source accepted it (its state lives in `{p}:command:{id}`)."""
+
+    command_id: str
+    device_id: str
+    interval_s: int
+    enabled: bool
+    source: str
+    """`gatewayctl` or `mqtt`."""
+    created_at: float
+
+    def to_map(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "t": "command",
+            "id": self.command_id,
+            "dev": self.device_id,
+            "iv": self.interval_s,
+            "en": self.enabled,
+            "src": self.source,
+            "at": self.created_at,
+        }
+
+
+def encode(entry: FrameEntry | Record | DeadLetter | CommandEntry) -> bytes:
     """Encode an entry to the bytes stored under the stream field `d`."""
     packed: bytes = msgpack.packb(entry.to_map(), use_bin_type=True)
     return packed
@@ -167,7 +210,20 @@ def decode_record(data: bytes) -> Record:
         rx_level=_get(obj, "rxl", int),
         received_at=float(_get(obj, "rx", (int, float))),
         frame_id=_get(obj, "fid", str),
+        addressing=_addressing(obj.get("adr")),
     )
+
+
+def _addressing(value: Any) -> Addressing | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != len(Addressing._fields)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise EntryError("field 'adr' has the wrong type")
+    return Addressing(*value)
 
 
 def decode_dead_letter(data: bytes) -> DeadLetter:
@@ -183,4 +239,16 @@ def decode_dead_letter(data: bytes) -> DeadLetter:
         received_at=float(rx) if isinstance(rx, int | float) else None,
         attempts=_get(obj, "n", int),
         detail=_get(obj, "detail", dict),
+    )
+
+
+def decode_command(data: bytes) -> CommandEntry:
+    obj = _unpack(data, "command")
+    return CommandEntry(
+        command_id=_get(obj, "id", str),
+        device_id=_get(obj, "dev", str),
+        interval_s=_get(obj, "iv", int),
+        enabled=_get(obj, "en", bool),
+        source=_get(obj, "src", str),
+        created_at=float(_get(obj, "at", (int, float))),
     )

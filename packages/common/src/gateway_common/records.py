@@ -1,5 +1,10 @@
 """A frame entry in, a Record or the reason it cannot be one out. Pure: no I/O, no clock.
 
+A frame may also be the modem's answer to a downlink command (protocol.md section 5.2: it
+carries a TagResponse): it becomes a `CommandAnswer`, which the decoder routes to the command's
+state, never to DDATA nor to the dead letters. The file a response carries (a device answering
+a write of its EnergyConfigFile with the file) is a record of its own too.
+
 The contract's Record is built here from the codec's values (gateway_dash7): the record kind and
 field names of each application file are the services' contract, not the wire's. The decoder
 runs this on every frame and `gatewayctl replay` on archived ones, so a replayed frame becomes
@@ -14,7 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from gateway_common.entries import EntryError, FieldValue, FileKind, Record, decode_frame
+from gateway_common.entries import (
+    Addressing,
+    EntryError,
+    FieldValue,
+    FileKind,
+    Record,
+    decode_frame,
+)
 from gateway_common.streams import ENTRY_FIELD
 from gateway_dash7 import (
     AddressType,
@@ -25,14 +37,23 @@ from gateway_dash7 import (
     EnergyConfigFile,
     EnergyFile,
     FileError,
+    ModemAnswer,
     UnknownFileError,
     UnsolicitedMessage,
     decode_file,
     device_id,
-    parse_unsolicited,
+    parse_received,
 )
 
-__all__ = ["DecodeFunction", "Outcome", "Rejection", "decode_alp", "decode_entry", "record_fields"]
+__all__ = [
+    "CommandAnswer",
+    "DecodeFunction",
+    "Outcome",
+    "Rejection",
+    "decode_alp",
+    "decode_entry",
+    "record_fields",
+]
 
 
 class Rejection(NamedTuple):
@@ -45,7 +66,29 @@ class Rejection(NamedTuple):
     detail: dict[str, Any]
 
 
-Outcome = Record | Rejection
+class CommandAnswer(NamedTuple):
+    """The modem's answer to a downlink command (a TagResponse), received at `received_at`."""
+
+    tag: int
+    end_of_procedure: bool
+    error: bool
+    device_id: str | None
+    """The responder (from the answer's D7 status); None for the completion's status LEN 0."""
+    record: Record | None
+    """The file the response carries, as a record (attributed to the responder)."""
+    received_at: float
+    raw: bytes
+    counter: int | None = None
+    """The modem's frame counter, from the frame entry (for the dead letter of an unknown tag,
+    so that `gatewayctl dead requeue` rebuilds the whole entry)."""
+
+    @property
+    def reason(self) -> str:
+        """What it is, where a reason is expected (`gatewayctl replay` skips it)."""
+        return f"command answer (tag {self.tag}): not a reading"
+
+
+Outcome = Record | Rejection | CommandAnswer
 DecodeFunction = Callable[[str, Mapping[bytes, bytes]], Outcome]
 """(frame entry id, the entry's fields) -> Outcome; the decoder loop takes one of these."""
 
@@ -95,15 +138,25 @@ def decode_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> Outcome:
     if isinstance(outcome, Rejection):
         # The modem's frame counter, so that `gatewayctl dead requeue` rebuilds the whole entry.
         return outcome._replace(detail={**outcome.detail, "counter": frame.counter})
+    if isinstance(outcome, CommandAnswer):
+        return outcome._replace(counter=frame.counter)
     return outcome
 
 
 def decode_alp(entry_id: str, alp: bytes, received_at: float) -> Outcome:
     """Decode the ALP command of one frame received at `received_at` (epoch seconds)."""
     try:
-        message = parse_unsolicited(alp)
+        message = parse_received(alp)
     except AlpError as exc:
         return Rejection("malformed ALP: " + exc.reason, alp, received_at, {"error": str(exc)})
+    if isinstance(message, ModemAnswer):
+        return _answer(entry_id, message, alp, received_at)
+    return _sensor_message(entry_id, message, alp, received_at)
+
+
+def _sensor_message(
+    entry_id: str, message: UnsolicitedMessage, alp: bytes, received_at: float
+) -> Record | Rejection:
     status = message.status
     if status is None or status.address_type in (AddressType.NBID, AddressType.NOID):
         return _unattributable(message, alp, received_at)
@@ -128,6 +181,27 @@ def decode_alp(entry_id: str, alp: bytes, received_at: float) -> Outcome:
         rx_level=status.rx_level,
         received_at=received_at,
         frame_id=entry_id,
+        addressing=Addressing(status.address_type, status.access_class, status.nls_method),
+    )
+
+
+def _answer(entry_id: str, answer: ModemAnswer, alp: bytes, received_at: float) -> CommandAnswer:
+    status = answer.status
+    attributable = status is not None and status.address_type in (AddressType.UID, AddressType.VID)
+    device = device_id(status.address) if attributable and status is not None else None
+    record = None
+    file = answer.file
+    if file is not None and device is not None:
+        carried = _sensor_message(entry_id, UnsolicitedMessage(*file, status), alp, received_at)
+        record = carried if isinstance(carried, Record) else None
+    return CommandAnswer(
+        answer.tag_id,
+        answer.end_of_procedure,
+        answer.error,
+        device,
+        record,
+        received_at,
+        alp,
     )
 
 

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DECODER_GROUP", "ENTRY_FIELD", "PUBLISHER_GROUP", "StreamKeys", "entry_id_key"]
+__all__ = [
+    "DECODER_GROUP",
+    "ENTRY_FIELD",
+    "INGEST_GROUP",
+    "PUBLISHER_GROUP",
+    "StreamKeys",
+    "entry_id_key",
+]
 
 DECODER_GROUP = "decoder"
 PUBLISHER_GROUP = "publisher"
+INGEST_GROUP = "ingest"
+"""The group in which ingest reads `{p}:commands`: its pending entries are the open commands."""
 
 #: Every stream entry holds exactly one field, whose value is the msgpack-encoded entry.
 ENTRY_FIELD = b"d"
@@ -48,6 +57,53 @@ class StreamKeys:
         """Hash of ingest's modem counter state (`counter`, `after_reboot`, `seen_at`): the
         next ingest process counts the frames sent while none held the port."""
         return f"{self.prefix}:ingest:modem"
+
+    # ---- downlink commands (gateway_common.commands, gateway_common.command_store)
+
+    @property
+    def commands(self) -> str:
+        """Stream of accepted downlink commands, one entry each, read by ingest (group
+        `ingest`); an entry stays pending until its command has ended."""
+        return f"{self.prefix}:commands"
+
+    def command(self, command_id: str) -> str:
+        """Hash of one command: its values, state, reason, times, tag, attempts, version."""
+        return f"{self.prefix}:command:{command_id}"
+
+    @property
+    def command_ids(self) -> str:
+        """Sorted set of every stored command id, scored by its creation time (ms)."""
+        return f"{self.prefix}:commands:ids"
+
+    @property
+    def command_seq(self) -> str:
+        """The last command id given out (INCR)."""
+        return f"{self.prefix}:commands:seq"
+
+    @property
+    def commands_open(self) -> str:
+        """Sorted set of the commands not ended yet, scored by their deadline (epoch s)."""
+        return f"{self.prefix}:commands:open"
+
+    @property
+    def commands_active(self) -> str:
+        """Hash device id -> the id of its command the modem has or had (sent, acknowledged)."""
+        return f"{self.prefix}:commands:active"
+
+    @property
+    def command_tags(self) -> str:
+        """Hash TagRequest id -> the command last written to the modem with it."""
+        return f"{self.prefix}:commands:tags"
+
+    @property
+    def command_states(self) -> str:
+        """Hash state -> the number of commands in that state now."""
+        return f"{self.prefix}:commands:states"
+
+    @property
+    def command_entered(self) -> str:
+        """Hash state -> the number of commands that ever entered it (monotonic)."""
+        return f"{self.prefix}:commands:entered"
 
 
 def entry_id_key(entry_id: str) -> tuple[int, int]:

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
+from gateway_common.commands import CommandState
 from gateway_common.settings import load_settings
 from gateway_common.streams import StreamKeys
-from gateway_ctl import consumers, dead, replay, tail
+from gateway_ctl import consumers, dead, downlink, replay, tail
 from gateway_ctl.devices import collect_devices, render_devices
 from gateway_ctl.errors import EXIT_FAILED, CtlError, redact, redis_session
 from gateway_ctl.output import print_json
@@ -103,6 +104,32 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--dry-run", action="store_true", help="list what would be replayed")
     rep.add_argument("--json", action="store_true", help="machine-readable summary")
     rep.add_argument("-v", "--verbose", action="store_true", help="list every replayed frame")
+
+    config = commands.add_parser(
+        "config", help="set a sensor's interval through the modem; list, show, cancel commands"
+    )
+    config_sub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    config_set = config_sub.add_parser(
+        "set", help="queue a command writing a device's EnergyConfigFile (interval, enabled)"
+    )
+    config_set.add_argument("device_id", metavar="DEVICE_ID")
+    config_set.add_argument(
+        "--interval-s",
+        type=int,
+        metavar="N",
+        help="reporting interval, 10 ... 86400 s (default: the one the device reported)",
+    )
+    enable = config_set.add_mutually_exclusive_group()
+    enable.add_argument("--enable", dest="enabled", action="store_true", default=None)
+    enable.add_argument("--disable", dest="enabled", action="store_false")
+    config_set.add_argument("--json", action="store_true", help="machine-readable output")
+    config_list = config_sub.add_parser("list", help="the newest commands, with their states")
+    config_list.add_argument("--limit", type=_positive, default=DEFAULT_LIST_LIMIT)
+    config_list.add_argument("--json", action="store_true", help="machine-readable output")
+    for action, text in (("show", "one command"), ("cancel", "withdraw a command still queued")):
+        sub = config_sub.add_parser(action, help=text)
+        sub.add_argument("id", metavar="ID")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
 
     tail_cmd = commands.add_parser("tail", help="follow records live as they are published")
     tail_cmd.add_argument("--json", action="store_true", help="JSON lines")
@@ -233,6 +260,40 @@ def _replay(settings: CtlSettings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(settings: CtlSettings, args: argparse.Namespace) -> int:
+    keys = StreamKeys(settings.stream_prefix)
+    with redis_session(settings.redis_url) as client:
+        if args.action == "list":
+            total, commands = downlink.list_commands(client, keys, args.limit)
+            if args.json:
+                print_json(
+                    {"total": total, "commands": [downlink.command_json(c) for c in commands]}
+                )
+            else:
+                downlink.render_commands(total, commands, Console())
+            return 0
+        if args.action == "set":
+            command = downlink.set_config(
+                client,
+                keys,
+                device_id=args.device_id,
+                interval_s=args.interval_s,
+                enabled=args.enabled,
+                timeout_s=settings.downlink_timeout_s,
+                default_interval_s=settings.device_interval_s,
+            )
+        elif args.action == "show":
+            command = downlink.show_command(client, keys, args.id)
+        else:
+            command = downlink.cancel_command(client, keys, args.id)
+    if args.json:
+        print_json(downlink.command_json(command))
+    else:
+        downlink.render_command(command, Console())
+    rejected = command.state is CommandState.REJECTED and args.action == "set"
+    return EXIT_FAILED if rejected else 0
+
+
 def _tail(settings: CtlSettings, args: argparse.Namespace) -> int:
     try:
         with redis_session(settings.redis_url) as client:
@@ -254,6 +315,7 @@ COMMANDS: dict[str, Callable[[CtlSettings, argparse.Namespace], int]] = {
     "consumers": _consumers,
     "dead": _dead,
     "replay": _replay,
+    "config": _config,
     "tail": _tail,
 }
 
@@ -263,6 +325,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "dead" and args.action in {"requeue", "drop"} and args.all == bool(args.ids):
         parser.error(f"dead {args.action}: give dead letter ids or --all, not both")
+    if (
+        args.command == "config"
+        and args.action == "set"
+        and args.interval_s is None
+        and args.enabled is None
+    ):
+        parser.error("config set: give --interval-s, --enable or --disable")
     if args.command == "replay" and args.until is not None and args.until < args.since:
         parser.error("replay: --until is before --since")
     settings = load_settings(CtlSettings)

@@ -68,3 +68,5 @@ def render_status(status: GatewayStatus, console: Console) -> None:
     stale = f" ([bold red]{status.stale_devices} stale[/bold red])" if status.stale_devices else ""
     console.print(f"devices: {status.devices}{stale}")
     console.print("oldest unpublished record: " + ("none" if age is None else f"{age:.1f} s old"))
+    counts = ", ".join(f"{n} {state}" for state, n in status.commands.items() if n)
+    console.print(f"downlink commands: {counts or 'none'}")

@@ -7,7 +7,8 @@ at the range's first millisecond and selects on the receive time each frame carr
 of the archive. Each frame is decoded again with
 the decoder's own function, and its record appended to `{p}:records` exactly as the decoder
 would: same receive time (so the same DDATA timestamp, letting consumers deduplicate), same
-frame id. Frames that do not decode are reported, not dead-lettered again.
+frame id. Frames that do not decode are reported, not dead-lettered again; the modem's answers
+to downlink commands are skipped (they are no readings, and their commands have ended).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gateway_common.entries import EntryError, Record, decode_frame, encode
-from gateway_common.records import decode_entry
+from gateway_common.records import CommandAnswer, decode_entry
 from gateway_common.streams import ENTRY_FIELD
 from gateway_ctl.output import as_text, iso_time
 
@@ -53,6 +54,9 @@ class ReplayReport:
     scanned: int = 0
     replayed: list[Replayed] = field(default_factory=list)
     other_devices: int = 0
+    command_answers: int = 0
+    """The modem's answers to downlink commands: not readings (one carrying a file is replayed
+    as that file's record)."""
     undecodable: list[tuple[str, str]] = field(default_factory=list)
     """(frame id, reason)."""
     copies: int = 0
@@ -67,6 +71,7 @@ class ReplayReport:
             "scanned": self.scanned,
             "replayed": len(self.replayed),
             "other_devices": self.other_devices,
+            "command_answers": self.command_answers,
             "copies": self.copies,
             "undecodable": [{"frame_id": f, "reason": r} for f, r in self.undecodable],
             "archive_start": self.archive_start,
@@ -129,6 +134,11 @@ def replay(
             seen.add(identity)
             report.scanned += 1
             outcome = decode_entry(frame_id, fields or {})
+            if isinstance(outcome, CommandAnswer):
+                if outcome.record is None:
+                    report.command_answers += 1
+                    continue
+                outcome = outcome.record
             if not isinstance(outcome, Record):
                 report.undecodable.append((frame_id, outcome.reason))
             elif device_id is not None and outcome.device_id != device_id:
@@ -149,6 +159,20 @@ def replay(
         start = "(" + as_text(page[-1][0])
 
 
+def _summary(report: ReplayReport) -> str:
+    verb = "would replay" if report.dry_run else "replayed"
+    line = f"{verb} {len(report.replayed)} of {report.scanned} frames"
+    if report.device_id is not None:
+        line += f" ({report.other_devices} of other devices)"
+    if report.undecodable:
+        line += f", {len(report.undecodable)} undecodable"
+    if report.copies:
+        line += f", {report.copies} archived copies skipped"
+    if report.command_answers:
+        line += f", {report.command_answers} command answers skipped"
+    return line
+
+
 def render_replay(report: ReplayReport, console: Console, *, verbose: bool) -> None:
     if verbose or report.dry_run:
         table = Table(title="would replay" if report.dry_run else "replayed", title_justify="left")
@@ -165,15 +189,7 @@ def render_replay(report: ReplayReport, console: Console, *, verbose: bool) -> N
         console.print(table)
     for frame_id, reason in report.undecodable:
         console.print(f"[yellow]not replayed[/yellow] {frame_id}: {escape(reason)}")
-    verb = "would replay" if report.dry_run else "replayed"
-    line = f"{verb} {len(report.replayed)} of {report.scanned} frames"
-    if report.device_id is not None:
-        line += f" ({report.other_devices} of other devices)"
-    if report.undecodable:
-        line += f", {len(report.undecodable)} undecodable"
-    if report.copies:
-        line += f", {report.copies} archived copies skipped"
-    console.print(line)
+    console.print(_summary(report))
     start = report.archive_start
     if start is None:
         console.print("[yellow]the frame archive is empty[/yellow]")

@@ -14,4 +14,8 @@ class CtlSettings(CommonSettings):
     """GATEWAY_REDIS_URL and GATEWAY_STREAM_PREFIX name the gateway to inspect."""
 
     device_interval_s: float = Field(DEFAULT_INTERVAL_S, gt=0)
-    """Reporting interval of a device that has not sent its EnergyConfigFile (staleness)."""
+    """Reporting interval of a device that has not sent its EnergyConfigFile (staleness, and
+    the default timeout of a command to it)."""
+    downlink_timeout_s: float | None = Field(None, gt=0)
+    """How long a command may take (queued, then from its last write to the modem); unset: 3 x
+    the device's reporting interval + 60 s."""

@@ -1,8 +1,9 @@
 """What `gatewayctl status` reports: stream lengths, consumer groups, devices, publishing delay.
 
 Everything comes from a handful of O(1) or O(log n) Redis commands (XLEN, XINFO GROUPS,
-XINFO CONSUMERS, XPENDING summary, XRANGE COUNT 1, TIME) and one HGETALL of the device registry
-(to count stale devices), so it is cheap on a busy gateway.
+XINFO CONSUMERS, XPENDING summary, XRANGE COUNT 1, TIME), one HGETALL of the device registry
+(to count stale devices) and one of the downlink commands' counts by state, so it is cheap on a
+busy gateway.
 `lag` is Redis 7's count of entries not yet delivered to the group; Redis reports it as null when
 it cannot tell (after deletions), and so do we. A group that does not exist yet (its service never
 started) has `pending`, `lag` and its consumer list null.
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
+from gateway_common.command_store import CommandStore
 from gateway_common.devices import DEFAULT_INTERVAL_S
 from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP
 from gateway_ctl.devices import collect_devices, count_stale
@@ -57,6 +59,8 @@ class GatewayStatus:
     decoder: GroupStatus | None
     publisher: GroupStatus | None
     oldest_unpublished_age_s: float | None
+    commands: dict[str, int]
+    """Downlink commands in each state now."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,7 @@ class GatewayStatus:
                 PUBLISHER_GROUP: _consumers_json(self.publisher),
             },
             "oldest_unpublished_age_s": self.oldest_unpublished_age_s,
+            "commands": self.commands,
         }
 
 
@@ -156,4 +161,5 @@ def collect_status(
         decoder=decoder,
         publisher=publisher,
         oldest_unpublished_age_s=_age_s(client, oldest),
+        commands=CommandStore(client, keys).states(),
     )

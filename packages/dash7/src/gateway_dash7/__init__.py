@@ -3,7 +3,9 @@
 Everything the gateway reads from or writes to the modem below the services, on the standard
 library alone (no I/O, no clock, no threads): the CRC (`crc`), the serial frame and the
 incremental framer (`serial`), the modem's frame counter rule (`counter`), the ALP command and
-the D7 interface status (`alp`), the sensors' application files (`files`). What the services
+the D7 interface status (`alp`), the sensors' application files (`files`), and the downlink: the
+D7ASP interface configuration (`d7asp`), the tagged write request the host sends and the modem's
+answers to it (`downlink`). What the services
 make of the values (records, their kinds and field names) is the services' contract
 (gateway_common), not the wire's.
 """
@@ -38,6 +40,26 @@ from gateway_dash7.counter import (
     next_counter,
 )
 from gateway_dash7.crc import CRC16_CHECK, crc16
+from gateway_dash7.d7asp import (
+    MAX_COMPRESSED_TIME_S,
+    Addressee,
+    InterfaceConfiguration,
+    NlsMethod,
+    ResponseMode,
+    compress_time,
+    decompress_time,
+)
+from gateway_dash7.downlink import (
+    OP_FORWARD,
+    OP_TAG_REQUEST,
+    OP_TAG_RESPONSE,
+    OP_WRITE_FILE_DATA,
+    FileData,
+    ModemAnswer,
+    WriteRequest,
+    parse_answer,
+    parse_received,
+)
 from gateway_dash7.files import (
     BUTTON_CONFIG_FILE_ID,
     BUTTON_FILE_ID,
@@ -89,15 +111,21 @@ __all__ = [
     "FILE_SIZES",
     "FIRST_COUNTER_AFTER_BOOT",
     "HEADER_SIZE",
+    "MAX_COMPRESSED_TIME_S",
     "MAX_FRAME_SIZE",
     "MAX_PAYLOAD",
+    "OP_FORWARD",
     "OP_RETURN_FILE_DATA",
     "OP_STATUS",
+    "OP_TAG_REQUEST",
+    "OP_TAG_RESPONSE",
+    "OP_WRITE_FILE_DATA",
     "STATUS_EXT_INTERFACE",
     "STATUS_FIXED_SIZE",
     "STATUS_INTERFACE_HEADER",
     "SYNC",
     "AddressType",
+    "Addressee",
     "AlpError",
     "AppFile",
     "ButtonConfigFile",
@@ -108,19 +136,27 @@ __all__ = [
     "EnergyConfigFile",
     "EnergyFile",
     "ErrorKind",
+    "FileData",
     "FileError",
     "Frame",
     "Framer",
     "FramingError",
     "FramingEvent",
     "Gap",
+    "InterfaceConfiguration",
     "MessageType",
+    "ModemAnswer",
+    "NlsMethod",
     "Phases",
     "RebootReason",
+    "ResponseMode",
     "UnknownFileError",
     "UnsolicitedMessage",
+    "WriteRequest",
+    "compress_time",
     "crc16",
     "decode_file",
+    "decompress_time",
     "device_id",
     "encode_frame",
     "encode_length_operand",
@@ -131,8 +167,10 @@ __all__ = [
     "encode_unsolicited",
     "may_have_wrapped",
     "next_counter",
+    "parse_answer",
     "parse_length_operand",
     "parse_log_text",
     "parse_reboot_reason",
+    "parse_received",
     "parse_unsolicited",
 ]

@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from gateway_common.records import Rejection, decode_entry
+from gateway_common.entries import Record
+from gateway_common.records import decode_entry
 from gateway_ctl.output import as_text
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
     import redis
 
-    from gateway_common.entries import Record
     from gateway_common.streams import StreamKeys
 
 __all__ = ["SOURCE", "Point", "Triple", "address_bytes", "read_history"]
@@ -112,9 +112,8 @@ def _records(
         for entry_id, fields in found:
             entry = dict(zip(fields[::2], fields[1::2], strict=True))
             outcome = decode_entry(as_text(entry_id), entry)
-            if isinstance(outcome, Rejection):
-                continue
-            if outcome.device_id == device_id:
+            # A modem's answer to a downlink command, or a frame that is no reading: not plotted.
+            if isinstance(outcome, Record) and outcome.device_id == device_id:
                 yield outcome
         if int(looked_at) < _PAGE:
             return

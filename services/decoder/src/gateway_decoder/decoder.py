@@ -5,10 +5,12 @@ Per replica: read this consumer's own pending frames first, then new ones; every
 gone, or by this one after an unexpected error). Each batch is decoded, then handed off in one
 atomic step per frame (see handoff.py). A frame whose decoding raises unexpectedly stays pending
 and is retried when claimed again; at its `max_attempts`-th delivery it is dead-lettered instead.
-Every `trim_interval_s` the loop also trims `{p}:frames` behind every consumer group (keeping
-`frames_retention_s` of raw frames for re-decoding) and `{p}:dead` by age and to its length
-ceiling (see retention.py); it does so first in every turn, whatever else fails, as trimming is
-what frees a full Redis.
+A frame that answers a downlink command, or carries a device's EnergyConfigFile, moves that
+command's state first (command_routing.py); an answer is then only acknowledged (or becomes the
+record of the file it carries). Every `trim_interval_s` the loop also trims `{p}:frames`
+behind every consumer group (keeping `frames_retention_s` of raw frames for re-decoding) and
+`{p}:dead` by age and to its length ceiling (see retention.py); it does so first in every turn,
+whatever else fails, as trimming is what frees a full Redis.
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gateway_common.backoff import Backoff
+from gateway_common.command_store import CommandStore
 from gateway_common.entries import DeadLetter, EntryError, Record, decode_frame, encode
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
-from gateway_common.records import DecodeFunction, Outcome, Rejection, decode_entry
+from gateway_common.records import (
+    CommandAnswer,
+    DecodeFunction,
+    Outcome,
+    Rejection,
+    decode_entry,
+)
 from gateway_common.retention import RetentionRule, StreamRetention
 from gateway_common.streams import DECODER_GROUP, ENTRY_FIELD, StreamKeys
+from gateway_decoder.command_routing import CommandRouting
 from gateway_decoder.handoff import (
     REDIS_STATE_ERRORS,
     REDIS_UNAVAILABLE,
@@ -62,8 +72,11 @@ class Decoder:
         health: Health | None = None,
         retention: StreamRetention | None = None,
         clock: Callable[[], float] = time.time,
+        routing: CommandRouting | None = None,
     ) -> None:
         self._health = health if health is not None else Health(STAGE)
+        self._routing = routing
+        """Where the modem's answers and the devices' EnergyConfigFiles move their commands."""
         self._retention = retention
         self._handoff = handoff
         self._keys = keys
@@ -160,13 +173,27 @@ class Decoder:
                 continue
             finally:
                 observe(time.perf_counter() - started)
+            try:
+                outcome = self._route(outcome)
+            except (*REDIS_UNAVAILABLE, *REDIS_STATE_ERRORS):
+                raise  # the loop waits Redis out; the batch stays pending and comes again
+            except Exception as exc:  # per-message boundary: retried, then dead-lettered
+                failures.append((entry, exc))
+                self._metrics.error()
+                continue
             outputs.append(self._output(entry.entry_id, outcome))
         if failures:
             outputs += self._exhausted(failures)
         done = self._handoff.commit([output for output, _ in outputs])
+        self._count(outputs, done)
+
+    def _count(self, outputs: list[tuple[Output, str | None]], done: list[bool]) -> None:
         for (output, reason), ok in zip(outputs, done, strict=True):
             if not ok:
                 log.info("frame_already_handled", frame_id=output.frame_id)
+            elif output.target == "none":
+                self._metrics.answer()
+                log.debug("command_answer_handled", frame_id=output.frame_id)
             elif reason is None:
                 self._metrics.record()
                 log.debug("frame_decoded", frame_id=output.frame_id)
@@ -174,9 +201,30 @@ class Decoder:
                 self._metrics.dead(reason)
                 log.warning("frame_dead_lettered", frame_id=output.frame_id, reason=reason)
 
+    def _route(self, outcome: Outcome) -> Outcome:
+        """A command answer or an EnergyConfigFile moves its command; what the frame becomes
+        then: its record, nothing more (an answer), or the dead letter of an unknown tag."""
+        if self._routing is None:
+            return outcome
+        if isinstance(outcome, CommandAnswer):
+            reason = self._routing.answer(outcome)
+            if reason is not None:
+                detail = {"tag": outcome.tag, "counter": outcome.counter}
+                return Rejection(reason, outcome.raw, outcome.received_at, detail)
+            if outcome.record is None:
+                return outcome
+            outcome = outcome.record
+        if isinstance(outcome, Record) and outcome.kind == "energy_config":
+            self._routing.report(outcome)
+        return outcome
+
     def _output(self, entry_id: str, outcome: Outcome) -> tuple[Output, str | None]:
         if isinstance(outcome, Record):
             return Output(entry_id, "records", encode(outcome)), None
+        if isinstance(outcome, CommandAnswer):
+            if outcome.record is not None:
+                return Output(entry_id, "records", encode(outcome.record)), None
+            return Output(entry_id, "none", b""), None
         return self._dead_letter(entry_id, outcome), outcome.reason
 
     def _dead_letter(self, entry_id: str, rejection: Rejection, attempts: int = 1) -> Output:
@@ -274,6 +322,7 @@ def run(
             decode=decode,
             health=health,
             retention=retention,
+            routing=CommandRouting(CommandStore(handoff.client, keys), metrics),
         )
         decoder.run(stop)
     finally:

@@ -38,14 +38,15 @@ __all__ = [
 #: READONLY): worth waiting and setting up again, like an outage.
 REDIS_STATE_ERRORS: Final[tuple[type[Exception], ...]] = (ResponseError,)
 
-# KEYS: frames, records, dead. ARGV: group, entry field, then (frame id, "r"|"d", entry) triples.
+# KEYS: frames, records, dead. ARGV: group, entry field, then (frame id, "r"|"d"|"n", entry)
+# triples ("n": nothing to append, a command answer already applied to its command's state).
 # Returns one 0/1 per triple: 1 when this call acknowledged the frame and appended its output.
 _HANDOFF_LUA: Final = """
 local acked = {}
 local n = 0
 for i = 3, #ARGV, 3 do
   local ok = redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-  if ok == 1 then
+  if ok == 1 and ARGV[i + 1] ~= 'n' then
     local target = KEYS[2]
     if ARGV[i + 1] == 'd' then target = KEYS[3] end
     redis.call('XADD', target, '*', ARGV[2], ARGV[i + 2])
@@ -57,6 +58,9 @@ return acked
 """
 
 
+_TARGETS: Final = {"records": "r", "dead": "d", "none": "n"}
+
+
 class StreamEntry(NamedTuple):
     entry_id: str
     fields: Mapping[bytes, bytes]
@@ -64,10 +68,11 @@ class StreamEntry(NamedTuple):
 
 
 class Output(NamedTuple):
-    """What a frame becomes: its id, the target stream and the encoded entry."""
+    """What a frame becomes: its id, the target stream and the encoded entry (`none`: the
+    frame is only acknowledged, a command answer applied to its command)."""
 
     frame_id: str
-    target: Literal["records", "dead"]
+    target: Literal["records", "dead", "none"]
     data: bytes
 
 
@@ -183,7 +188,7 @@ class FrameHandoff:
             return []
         args: list[bytes | str] = [DECODER_GROUP, ENTRY_FIELD]
         for output in outputs:
-            args += (output.frame_id, "d" if output.target == "dead" else "r", output.data)
+            args += (output.frame_id, _TARGETS[output.target], output.data)
         keys = [self._keys.frames, self._keys.records, self._keys.dead]
         reply: Any = self._script(keys=keys, args=args, client=self._client)
         return [int(flag) == 1 for flag in reply]

@@ -12,7 +12,8 @@ class DecoderMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.frames = Counter(
             "gateway_frames_decoded",
-            "Frames handled by the decoder, by result (record, dead, error)",
+            "Frames handled by the decoder, by result (record, dead, error, answer: a command "
+            "answer applied to its command)",
             ["result"],
             registry=self.registry,
         )
@@ -39,12 +40,31 @@ class DecoderMetrics:
             registry=self.registry,
         )
 
+        self.command_answers = Counter(
+            "gateway_command_answers",
+            "Answers of the modem to downlink commands: applied to the command's state, late "
+            "(the command had ended), unknown_tag (dead-lettered)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.command_reports = Counter(
+            "gateway_command_reports",
+            "EnergyConfigFiles that changed a downlink command's state, by the state it took",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in ("applied", "late", "unknown_tag"):
+            self.command_answers.labels(result=result)
+
     def record(self) -> None:
         self.frames.labels("record").inc()
 
     def dead(self, reason: str) -> None:
         self.frames.labels("dead").inc()
         self.dead_letters.labels(reason).inc()
+
+    def answer(self) -> None:
+        self.frames.labels("answer").inc()
 
     def error(self) -> None:
         self.frames.labels("error").inc()

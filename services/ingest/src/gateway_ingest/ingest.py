@@ -1,5 +1,8 @@
 """The ingest loop: keep reading the port, hand each ALP_DATA frame to the sink, never stop.
 
+The downlink (downlink.py) writes the commands to the modem from a thread of its own; the
+reader only tells it when the modem rebooted.
+
 The loop owns the port: it opens it, reads promptly, reopens it with capped backoff when it
 vanishes (the process stays up), and resets the framer on every reopen (a partial frame across a
 reconnect is garbage). Only the sink talks to Redis, from its own thread, so the reader never
@@ -18,6 +21,8 @@ from prometheus_client import CollectorRegistry
 
 from gateway_common import redis_conn
 from gateway_common.backoff import Backoff
+from gateway_common.command_metrics import CommandMetrics
+from gateway_common.command_store import CommandStore
 from gateway_common.entries import FrameEntry
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
@@ -36,6 +41,7 @@ from gateway_dash7 import (
     parse_log_text,
     parse_reboot_reason,
 )
+from gateway_ingest.downlink import Downlink
 from gateway_ingest.frame_sink import CounterState, FrameSink, load_counter_state
 from gateway_ingest.metrics import IngestMetrics
 from gateway_ingest.serial_link import PortLostError, SerialLink
@@ -88,8 +94,11 @@ class Ingest:
         seed_loader: Callable[[], CounterState | None] | None = None,
         baudrate: int = 115200,
         clock: Callable[[], float] = time.time,
+        on_reboot: Callable[[], None] | None = None,
     ) -> None:
         self._health = health if health is not None else Health("ingest")
+        self._on_reboot = on_reboot
+        """Told when the modem rebooted (the downlink writes again what the modem held)."""
         self._link = link
         self._sink = sink
         self._metrics = metrics
@@ -246,6 +255,8 @@ class Ingest:
         if kind == MessageType.REBOOTED:
             reason = parse_reboot_reason(frame.payload)
             self._metrics.modem_reboots.labels(reason=_reason_name(reason)).inc()
+            if self._on_reboot is not None:
+                self._on_reboot()
             log.warning(
                 "modem_rebooted",
                 reason=reason,
@@ -300,6 +311,9 @@ class Ingest:
             )
 
 
+#: How long a stop waits for the downlink's thread (a blocking read of 1 s, or one write).
+_DOWNLINK_JOIN_S = 3.0
+
 #: A clock this far behind the last frame the previous ingest saw is wrong, not jittery.
 _CLOCK_TOLERANCE_S = 1.0
 
@@ -341,7 +355,21 @@ def run(
         state_key=keys.ingest_state,
     )
     link = SerialLink(
-        settings.serial_port, settings.serial_baudrate, settings.serial_read_timeout_ms / 1000
+        settings.serial_port,
+        settings.serial_baudrate,
+        settings.serial_read_timeout_ms / 1000,
+        write_timeout_s=settings.serial_write_timeout_ms / 1000,
+    )
+    downlink = Downlink(
+        client,
+        CommandStore(client, keys),
+        link.write,
+        metrics,
+        CommandMetrics(metrics.registry),
+        health=health,
+        max_in_flight=settings.downlink_max_in_flight,
+        access_class=settings.downlink_access_class,
+        default_interval_s=settings.device_interval_s,
     )
     ingest = Ingest(
         link,
@@ -352,6 +380,7 @@ def run(
         health=health,
         seed_loader=lambda: _load_seed_quickly(settings.redis_url, keys.ingest_state),
         baudrate=settings.serial_baudrate,
+        on_reboot=downlink.note_reboot,
     )
     log.info(
         "ingest_started",
@@ -362,9 +391,11 @@ def run(
         buffer_overflow="drop_oldest",
     )
     sink.start()
+    downlink.start(stop)
     try:
         ingest.run(stop)
     finally:
         left = sink.stop(settings.flush_timeout_s)
+        downlink.join(_DOWNLINK_JOIN_S)
         client.close()
         log.info("ingest_stopped", unflushed=left)

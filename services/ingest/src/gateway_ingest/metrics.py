@@ -87,5 +87,27 @@ class IngestMetrics:
         self.port_reopens = Counter(
             "gateway_serial_opens_total", "Successful opens of the serial port", registry=registry
         )
+        self.commands_written = Counter(
+            "gateway_commands_written_total",
+            "Downlink requests written to the modem",
+            registry=registry,
+        )
+        self.commands_resent = Counter(
+            "gateway_commands_resent_total",
+            "Downlink requests written again: after an ingest restart, a modem reboot, or a "
+            "write that failed",
+            ["reason"],
+            registry=registry,
+        )
+        self.command_write_errors = Counter(
+            "gateway_command_write_errors_total",
+            "Writes to the modem that failed: timeout (write timeout) or port (closed, lost)",
+            ["kind"],
+            registry=registry,
+        )
         for kind in ("crc", "sync", "truncated", "counter_gap"):
             self.serial_errors.labels(kind=kind)
+        for reason in ("ingest_restarted", "modem_rebooted", "write_failed"):
+            self.commands_resent.labels(reason=reason)
+        for kind in ("timeout", "port"):
+            self.command_write_errors.labels(kind=kind)

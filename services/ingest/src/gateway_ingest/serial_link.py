@@ -2,11 +2,18 @@
 
 `serial_for_url` accepts a device path (`/dev/ttyACM0`, `/dev/serial/by-id/...`) as well as a
 pyserial URL such as `socket://host:port`, which is how a simulator stands in for the modem.
+
+The reader (ingest's loop) opens, reads and closes the port; another thread may `write` to it
+meanwhile (the downlink). A write never holds up a read: the line is full duplex, reads and
+writes do not share a lock, and a write gives up after its write timeout (`WriteTimeoutError`;
+the bytes already out make a truncated frame the modem discards by its CRC). A lock only keeps
+a write off a port being closed or reopened.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -15,7 +22,7 @@ import serial
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["PortLostError", "SerialLink", "check_url"]
+__all__ = ["PortLostError", "SerialLink", "WriteTimeoutError", "check_url"]
 
 _MAX_READ_BYTES = 4096
 
@@ -70,6 +77,10 @@ class PortLostError(Exception):
     """The port could not be opened, or vanished (USB unplugged, socket peer closed)."""
 
 
+class WriteTimeoutError(Exception):
+    """A write did not go out within the write timeout (the line or the peer is stuck)."""
+
+
 class SerialLink:
     """One serial port, opened and reopened by its owner; reads return promptly."""
 
@@ -79,8 +90,12 @@ class SerialLink:
         baudrate: int,
         read_timeout_s: float,
         clock: Callable[[], float] = time.time,
+        write_timeout_s: float = 1.0,
     ) -> None:
         self.url = url
+        self._write_timeout_s = write_timeout_s
+        self._write_lock = threading.Lock()
+        """Held by a write, and while the port object is replaced (open, close)."""
         self._clock = clock
         self.first_byte_at = 0.0
         """When the last `read` got its first byte; the rest of what it returned arrived between
@@ -103,6 +118,7 @@ class SerialLink:
                 self.url,
                 baudrate=self._baudrate,
                 timeout=self._read_timeout_s,
+                write_timeout=self._write_timeout_s,
                 exclusive=True,
                 do_not_open=True,
             )
@@ -112,7 +128,8 @@ class SerialLink:
             raise PortLostError(str(exc)) from exc
         # Typed as returning Serial, serial_for_url returns other SerialBase subclasses for URLs.
         self._counts_waiting = isinstance(port, serial.Serial)
-        self._port = port
+        with self._write_lock:
+            self._port = port
 
     def read(self) -> bytes:
         """Wait up to the read timeout for one byte, then take whatever else is already there.
@@ -156,8 +173,27 @@ class SerialLink:
             buf += chunk
         return bytes(buf)
 
+    def write(self, data: bytes) -> None:
+        """Write all of `data` within the write timeout, from any thread.
+
+        Raises PortLostError (the port is closed or vanished) or WriteTimeoutError.
+        """
+        with self._write_lock:
+            port = self._port
+            if port is None:
+                raise PortLostError("port is not open")
+            try:
+                # No flush: tcdrain waits for the UART without a timeout. The kernel has the
+                # bytes once write returns.
+                port.write(data)
+            except serial.SerialTimeoutException as exc:
+                raise WriteTimeoutError(str(exc) or "write timeout") from exc
+            except (serial.SerialException, OSError) as exc:
+                raise PortLostError(str(exc) or type(exc).__name__) from exc
+
     def close(self) -> None:
-        port, self._port = self._port, None
+        with self._write_lock:
+            port, self._port = self._port, None
         if port is not None:
             # A vanished port has nothing left to release: closing it may fail, harmlessly.
             with contextlib.suppress(serial.SerialException, OSError):

@@ -27,6 +27,15 @@ class IngestSettings(CommonSettings):
     """Cap of the delay between attempts to write to an unreachable Redis."""
     flush_timeout_s: float = Field(5.0, ge=0)
     """On stop, how long to keep trying to write the frames already read."""
+    serial_write_timeout_ms: int = Field(1000, gt=0, le=60_000)
+    """A write to the modem (a downlink request) that takes longer is given up (and retried)."""
+    downlink_max_in_flight: int = Field(1, ge=1, le=255)
+    """Downlink commands written to the modem and not answered yet, at most. The Sub-IoT modem
+    keeps one master session: more only for a modem known to do more."""
+    downlink_access_class: int | None = Field(None, ge=0, le=255)
+    """Access class of every downlink request; unset: the one of the device's last D7 status."""
+    device_interval_s: float = Field(600, gt=0)
+    """Reporting interval assumed for a device that has not reported one (dormant timeout)."""
 
     @field_validator("serial_port")
     @classmethod

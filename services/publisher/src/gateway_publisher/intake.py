@@ -39,7 +39,10 @@ class Ready:
 
 
 class Intake:
-    def __init__(self, source: RecordSource, topics: TopicScheme, outbox: Outbox) -> None:
+    def __init__(
+        self, source: RecordSource, topics: TopicScheme, outbox: Outbox, *, downlink: bool = False
+    ) -> None:
+        self._downlink = downlink
         self._source = source
         self._topics = TopicCache(topics)
         self._outbox = outbox
@@ -83,7 +86,7 @@ class Intake:
             return None
         try:  # the per-message boundary: whatever fails here dead-letters this record only
             topics = self._topics.get(record.device_id)
-            payload = ddata_payload(record)
+            payload = ddata_payload(record, downlink=self._downlink)
         except Exception as exc:
             self._outbox.dead(entry, f"unpublishable record: {exc}", "bad_record", record, 1)
             return None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
+from gateway_common.command_store import CommandStore
 from gateway_common.health import Health
 from gateway_common.redis_conn import connect
 from gateway_common.retention import RetentionRule, StreamRetention
 from gateway_common.service import run_service
 from gateway_common.streams import PUBLISHER_GROUP, StreamKeys
+from gateway_publisher.commands import CommandIntake
 from gateway_publisher.metrics import PublisherMetrics
 from gateway_publisher.mqtt_link import MqttConfig, MqttLink
 from gateway_publisher.options import PublisherOptions
@@ -40,6 +43,11 @@ def mqtt_config(settings: PublisherSettings) -> MqttConfig:
         reconnect_min_s=settings.reconnect_min_s,
         reconnect_max_s=settings.reconnect_max_s,
         max_inflight=settings.window_messages,
+        subscriptions=(
+            (TopicScheme(settings.topic_root, settings.project_id, settings.edge_node_id).commands,)
+            if settings.downlink
+            else ()
+        ),
     )
 
 
@@ -53,6 +61,20 @@ def run(
     client = connect(settings.redis_url)
     keys = StreamKeys(settings.stream_prefix)
     link = MqttLink(mqtt_config(settings))
+    scheme = TopicScheme(settings.topic_root, settings.project_id, settings.edge_node_id)
+    metrics = PublisherMetrics(registry)
+    commands = None
+    if settings.downlink:
+        commands = CommandIntake(
+            CommandStore(client, keys),
+            client,
+            scheme,
+            metrics.dcmd_messages,
+            ack=link.ack,
+            clock=time.time,
+            timeout_s=settings.downlink_timeout_s,
+            default_interval_s=settings.device_interval_s,
+        )
     retention = StreamRetention(
         client,
         [RetentionRule(keys.records, settings.records_retention_s, (PUBLISHER_GROUP,))],
@@ -62,8 +84,8 @@ def run(
     publisher = Publisher(
         source=RecordSource(client, keys, settings.consumer_name),
         link=link,
-        topics=TopicScheme(settings.topic_root, settings.project_id, settings.edge_node_id),
-        metrics=PublisherMetrics(registry),
+        topics=scheme,
+        metrics=metrics,
         stop=stop,
         health=health if health is not None else Health("publisher"),
         retention=retention,
@@ -74,7 +96,9 @@ def run(
             shutdown_grace_ms=settings.shutdown_grace_ms,
             backlog_interval_ms=settings.backlog_interval_ms,
             device_interval_s=settings.device_interval_s,
+            downlink=settings.downlink,
         ),
+        commands=commands,
     )
     link.start()
     try:

@@ -55,6 +55,15 @@ class PublisherMetrics:
             registry=registry,
         )
 
+        self.dcmd_messages = Counter(
+            "gateway_dcmd_messages_total",
+            "DCMD messages stored as downlink commands: accepted (queued) or rejected",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("accepted", "rejected"):
+            self.dcmd_messages.labels(result=result)
+
     def set_stale(self, flags: Mapping[str, bool]) -> None:
         """One `gateway_device_stale` sample per known device."""
         for device_id, stale in flags.items():

@@ -13,6 +13,11 @@ when it must send DBIRTHs again and republish what was in flight.
 Whoever holds a link must call `next_event` or `wait_connected` at least every `max_idle_s`,
 so that keep-alive pings go out in time.
 
+With the downlink on, the link subscribes (QoS 1) to the commands' topic filter on every new
+connection, and each message that arrives becomes an event too (`Incoming`). Its PUBACK is
+sent only when the publisher says the command is stored (`ack`), so a message the publisher
+could not store yet (Redis away) is not acknowledged to the broker.
+
 Two paho behaviours are deliberately bypassed:
 - `MQTTMessageInfo.wait_for_publish` / `is_published` report a message the broker refused as
   published, so the PUBACK reason code is read in `on_publish` instead;
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectionLost",
+    "Incoming",
     "LinkEvent",
     "MqttConfig",
     "MqttLink",
@@ -81,6 +87,8 @@ class MqttConfig:
     reconnect_min_s: int = 1
     reconnect_max_s: int = 30
     max_inflight: int = 64
+    subscriptions: tuple[str, ...] = ()
+    """Topic filters subscribed to (QoS 1) on every connection: the DCMD filter, or none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +115,18 @@ class ConnectionLost:
     down, session taken over, too busy) and not by a bare close (a network loss looks alike)."""
 
 
-LinkEvent = PublishOutcome | ConnectionLost
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message that arrived on a subscription (QoS 1: `ack(mid)` once it is handled)."""
+
+    generation: int
+    mid: int
+    topic: str
+    payload: bytes
+    qos: int
+
+
+LinkEvent = PublishOutcome | ConnectionLost | Incoming
 
 
 def publish_packet_size(topic: str, payload: bytes) -> int:
@@ -159,6 +178,8 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.manual_ack_set(on=True)
         self._client = client
 
     @property
@@ -237,6 +258,11 @@ class MqttLink:
             # Left in paho's memory at most until the next connection drops it.
             return None
         return info.mid
+
+    def ack(self, incoming: Incoming) -> None:
+        """Acknowledge a message that arrived (PUBACK), if its connection is still up."""
+        if incoming.qos and self._connected and incoming.generation == self._generation:
+            self._client.ack(incoming.mid, incoming.qos)
 
     # ---- driving paho
 
@@ -328,6 +354,9 @@ class MqttLink:
             maximum_packet_size=self._maximum_packet_size,
             dropped_messages=len(dropped),
         )
+        if self._config.subscriptions:
+            client.subscribe([(topic, 1) for topic in self._config.subscriptions])
+            log.info("mqtt_subscribed", topics=list(self._config.subscriptions))
 
     def _on_disconnect(
         self,
@@ -352,6 +381,15 @@ class MqttLink:
                 by_broker=from_broker,
             )
             self._events.append(ConnectionLost(self._generation, str(reason_code), refusal))
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # not a topic MQTT allows: refused as a foreign topic
+            topic = "<not UTF-8>"
+        self._events.append(
+            Incoming(self._generation, message.mid, topic, bytes(message.payload), message.qos)
+        )
 
     def _on_publish(
         self,

@@ -24,3 +24,5 @@ class PublisherOptions:
     """Acknowledgements written together once this many wait..."""
     ack_delay_ms: int = 10
     """...or once the oldest has waited this long (or before the loop blocks)."""
+    downlink: bool = False
+    """DBIRTH with metrics 16 and 17, EnergyConfigFiles as their DDATA (and DCMDs taken)."""

@@ -2,6 +2,10 @@
 
 The same record always gives the same bytes, so a record republished after a crash or a
 reconnect carries the same payload and the same receive timestamp.
+
+With the downlink on (`GATEWAY_DOWNLINK=true`), DBIRTH declares two metrics more, 16
+`Intervalle de mesure` (Integer) and 17 `Mesure activée` (Boolean), and each EnergyConfigFile
+is a DDATA of those two; off (the default), the 15-metric contract is untouched, byte for byte.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUTTON_PRESSED",
+    "CONFIG_METRICS",
+    "ENABLED",
+    "INTERVAL",
     "LINK_STATE",
     "METRICS",
     "SIGNAL",
@@ -45,8 +52,14 @@ SIGNAL: Final = MetricSpec("Force du signal radio DASH7", "Short")
 BUTTON_PRESSED: Final = MetricSpec("Bouton pressé", "Boolean")
 LINK_STATE: Final = MetricSpec("État de la liaison Modbus - DASH7", "Boolean")
 
+INTERVAL: Final = MetricSpec("Intervalle de mesure", "Integer")
+ENABLED: Final = MetricSpec("Mesure activée", "Boolean")
+
 #: The 15 metrics every DBIRTH declares, in the order SCorp-io projects were configured with.
 METRICS: Final = (*APPARENT, *ACTIVE, *CURRENT, *VOLTAGE, SIGNAL, BUTTON_PRESSED, LINK_STATE)
+#: Metrics 16 and 17, declared and published only with the downlink on: a device's EnergyConfigFile
+#: (the values it confirmed), and what a DCMD sets.
+CONFIG_METRICS: Final = (INTERVAL, ENABLED)
 
 #: Energy fields (Record.fields) and the metrics they feed, phase by phase.
 _ENERGY_FIELDS: Final = (
@@ -66,9 +79,11 @@ def timestamp_ms(received_at: float) -> int:
     return round(received_at * 1000)
 
 
-def dbirth_payload() -> bytes:
-    """The DBIRTH payload: the declaration of all 15 metrics, the same for every device."""
-    return _dumps({"metrics": [{"name": m.name, "dataType": m.data_type} for m in METRICS]})
+def dbirth_payload(*, downlink: bool = False) -> bytes:
+    """The DBIRTH payload: the declaration of all 15 metrics (17 with the downlink on), the
+    same for every device."""
+    declared = (*METRICS, *CONFIG_METRICS) if downlink else METRICS
+    return _dumps({"metrics": [{"name": m.name, "dataType": m.data_type} for m in declared]})
 
 
 def _int_field(record: Record, key: str) -> int:
@@ -104,7 +119,7 @@ def _prefix(spec: MetricSpec) -> str:
 
 
 #: The fixed text of each metric, built once: a payload is concatenated, not serialised.
-_PREFIX: Final = {spec: _prefix(spec) for spec in METRICS}
+_PREFIX: Final = {spec: _prefix(spec) for spec in (*METRICS, *CONFIG_METRICS)}
 _VALUE: Final = ',"value":'
 _ENERGY_PREFIXES: Final = tuple(
     (key, tuple(_PREFIX[s] for s in specs)) for key, specs in _ENERGY_FIELDS
@@ -124,8 +139,9 @@ def _json_scalar(value: int) -> str:
     return _json_bool(value) if isinstance(value, bool) else _json_int(value)
 
 
-def ddata_payload(record: Record) -> bytes | None:
-    """The DDATA payload of a record, or None for a configuration file (not published).
+def ddata_payload(record: Record, *, downlink: bool = False) -> bytes | None:
+    """The DDATA payload of a record, or None for a file that is not published (the
+    configuration files; with the downlink on, an EnergyConfigFile is metrics 16 and 17).
 
     Byte for byte what `json.dumps({"metrics": [{"name", "dataType", "timestamp", "value"},
     …]}, ensure_ascii=False, separators=(",", ":"))` gives, built from precomputed text.
@@ -146,6 +162,13 @@ def ddata_payload(record: Record) -> bytes | None:
         state = _int_field(record, "buttons_state")
         parts.append(_PREFIX[BUTTON_PRESSED] + ts + _json_bool(bool(state & 0x01)) + "}")
         parts.append(signal)
+    elif record.kind == "energy_config" and downlink:
+        interval = _int_field(record, "interval_s")
+        enabled = record.fields.get("enabled")
+        if not isinstance(enabled, bool):
+            raise PayloadError("energy_config field 'enabled' is missing or not a boolean")
+        parts.append(_PREFIX[INTERVAL] + ts + _json_int(interval) + "}")
+        parts.append(_PREFIX[ENABLED] + ts + _json_bool(enabled) + "}")
     else:
         return None
     return ('{"metrics":[' + ",".join(parts) + "]}").encode("utf-8")

@@ -27,7 +27,7 @@ from gateway_common.redis_conn import REDIS_UNAVAILABLE
 from gateway_publisher.answers import Answers
 from gateway_publisher.inflight import InFlight
 from gateway_publisher.intake import Intake
-from gateway_publisher.mqtt_link import ConnectionLost, PublishOutcome
+from gateway_publisher.mqtt_link import ConnectionLost, Incoming, PublishOutcome
 from gateway_publisher.outbox import Outbox
 from gateway_publisher.payloads import dbirth_payload
 from gateway_publisher.record_source import REDIS_ERRORS
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from gateway_common.lifecycle import StopSignal
     from gateway_common.retention import StreamRetention
+    from gateway_publisher.commands import CommandIntake
     from gateway_publisher.intake import Ready
     from gateway_publisher.metrics import PublisherMetrics
     from gateway_publisher.mqtt_link import LinkEvent, MqttLink
@@ -69,8 +70,11 @@ class Publisher:
         health: Health | None = None,
         retention: StreamRetention | None = None,
         clock: Callable[[], float] = time.time,
+        commands: CommandIntake | None = None,
     ) -> None:
         self._health = health if health is not None else Health("publisher")
+        self._commands = commands
+        """DCMDs to store as downlink commands (with the downlink on)."""
         self._retention = retention
         """Trims `{p}:records` behind every group's acknowledgements, every interval."""
         self._source = source
@@ -81,7 +85,7 @@ class Publisher:
         self._clock = clock
         self._registry = DeviceRegistry()
         self._registry_loaded = False
-        self._birth = dbirth_payload()
+        self._birth = dbirth_payload(downlink=options.downlink)
         self._generation = 0
         self._ready: deque[Ready] = deque()
         self._inflight = InFlight()
@@ -94,7 +98,7 @@ class Publisher:
             ack_delay_s=options.ack_delay_ms / 1000,
         )
         self._answers = Answers(self._inflight, self._registry, self._outbox, options.max_attempts)
-        self._intake = Intake(source, topics, self._outbox)
+        self._intake = Intake(source, topics, self._outbox, downlink=options.downlink)
         self._next_backlog = 0.0
         self._probe_left = 0
         """Records still to deliver one at a time after a connection was lost with records in
@@ -184,6 +188,8 @@ class Publisher:
     def _step(self) -> None:
         # Answers that arrived first are handled while their connection is still current.
         self._drain_events(0)
+        if self._commands is not None:
+            self._commands.store_waiting()  # DCMDs that arrived; a Redis error keeps them
         self._refresh_backlog()
         if self._retention is not None:
             self._retention.run_due()  # never raises
@@ -342,6 +348,8 @@ class Publisher:
             ready = self._answers.handle(event, self._ready)
             if ready is not None:
                 self._delivered(ready)
+        elif isinstance(event, Incoming) and self._commands is not None:
+            self._commands.received(event)  # stored by the next turn (no Redis here)
 
     def _suspect(self, lost: ConnectionLost) -> None:
         """The connection is lost with what is in flight: blame a record sent alone just before

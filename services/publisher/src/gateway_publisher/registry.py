@@ -29,6 +29,15 @@ def _interval_s(record: Record, old: float | None) -> float | None:
     return old
 
 
+def _enabled(record: Record, old: bool | None) -> bool | None:
+    """`enabled` as an EnergyConfigFile announces it; otherwise the one known."""
+    if record.kind == "energy_config":
+        enabled = record.fields.get("enabled")
+        if isinstance(enabled, bool):
+            return enabled
+    return old
+
+
 class DeviceRegistry:
     def __init__(self, entries: Mapping[str, DeviceEntry] | None = None) -> None:
         self._entries: dict[str, DeviceEntry] = dict(entries or {})
@@ -64,6 +73,8 @@ class DeviceRegistry:
                     1,
                     record.link_budget,
                     _interval_s(record, None),
+                    _enabled(record, None),
+                    record.addressing,
                 )
             else:
                 newest = record.received_at >= old.last_seen
@@ -76,6 +87,16 @@ class DeviceRegistry:
                         _interval_s(record, old.interval_s)
                         if newest or old.interval_s is None
                         else old.interval_s
+                    ),
+                    enabled=(
+                        _enabled(record, old.enabled)
+                        if newest or old.enabled is None
+                        else old.enabled
+                    ),
+                    addressing=(
+                        record.addressing
+                        if record.addressing is not None and (newest or old.addressing is None)
+                        else old.addressing
                     ),
                 )
         return changed

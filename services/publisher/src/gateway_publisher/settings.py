@@ -55,7 +55,14 @@ class PublisherSettings(CommonSettings):
     trim_interval_s: float = Field(60, gt=0)
     """How often to trim `{p}:records` behind every consumer group's acknowledgements."""
     device_interval_s: float = Field(600, gt=0)
-    """Reporting interval assumed until a device's EnergyConfigFile arrives (staleness)."""
+    """Reporting interval assumed until a device's EnergyConfigFile arrives (staleness, and
+    the default timeout of a command to it)."""
+    downlink: bool = False
+    """Take commands from SCorp-io (DCMD), declare metrics 16 and 17 in DBIRTH and publish each
+    EnergyConfigFile as their DDATA. Off: the 15-metric contract, byte for byte."""
+    downlink_timeout_s: float | None = Field(None, gt=0)
+    """How long a command may take (queued, then from its last write to the modem); unset: 3 x
+    the device's reporting interval + 60 s."""
 
     _password: str | None = PrivateAttr(default=None)
 

@@ -1,4 +1,7 @@
-"""SCorp-io topics: `{root}/{project_id}/{DBIRTH|DDATA}/{edge_node_id}/{device_id}`."""
+"""SCorp-io topics: `{root}/{project_id}/{DBIRTH|DDATA|DCMD}/{edge_node_id}/{device_id}`.
+
+DBIRTH and DDATA are published; DCMD (a command to a device, with the downlink on) is
+subscribed to, and its device read back from the topic."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ class TopicError(ValueError):
 class MessageType(enum.StrEnum):
     DBIRTH = "DBIRTH"
     DDATA = "DDATA"
+    DCMD = "DCMD"
 
 
 def _check_level(what: str, value: str) -> None:
@@ -78,6 +82,21 @@ class TopicScheme:
     def subscription(self) -> str:
         """A filter matching every topic this gateway publishes."""
         return f"{self.root}/{self.project_id}/+/{self.edge_node_id}/+"
+
+    @property
+    def commands(self) -> str:
+        """The filter of the commands to this gateway's devices (DCMD)."""
+        return f"{self.root}/{self.project_id}/{MessageType.DCMD}/{self.edge_node_id}/+"
+
+    def command_device(self, topic: str) -> str:
+        """The device a DCMD topic is for; TopicError for any other topic (another project
+        or edge node, another message type, a level missing or a wildcard)."""
+        levels = topic.split("/")
+        expected = [self.root, self.project_id, MessageType.DCMD.value, self.edge_node_id]
+        if len(levels) != len(expected) + 1 or levels[:-1] != expected:
+            raise TopicError(f"not a DCMD topic of this edge node: {topic[:200]!r}")
+        _check_level("device id", levels[-1])
+        return levels[-1]
 
 
 class DeviceTopics(NamedTuple):

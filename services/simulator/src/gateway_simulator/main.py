@@ -11,6 +11,7 @@ from gateway_common.lifecycle import StopSignal
 from gateway_common.logs import configure_logging
 from gateway_simulator.modem import Modem
 from gateway_simulator.sensors import Behaviour, make_sensors
+from gateway_simulator.sessions import Sessions
 from gateway_simulator.settings import SimulatorSettings, flag_name, load
 from gateway_simulator.simulation import run
 from gateway_simulator.timeline import Timeline
@@ -82,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         sensors = make_sensors(settings.sim_sensors, settings.sim_seed, behaviour)
         timeline = Timeline(sensors, settings.sim_interval_s, random.Random(settings.sim_seed))
-        run(Modem(), timeline, transport, stop, settings.sim_frames)
+        sessions = Sessions(
+            sensors,
+            refuse=settings.device_ids(settings.sim_refuse),
+            silent=settings.device_ids(settings.sim_silent),
+        )
+        run(Modem(), timeline, transport, stop, settings.sim_frames, sessions=sessions)
     finally:
         transport.close()

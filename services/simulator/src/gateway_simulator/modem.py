@@ -41,6 +41,10 @@ class Modem:
         """An ALP_DATA frame carrying one ALP command (a sensor's unsolicited message)."""
         return self._send(next_counter(self._counter), MessageType.ALP_DATA, alp)
 
+    def ping_response(self) -> bytes:
+        """The PING_RESPONSE a modem answers a host's PING_REQUEST with."""
+        return self._send(next_counter(self._counter), MessageType.PING_RESPONSE, b"\x02")
+
     def log_line(self, text: str) -> bytes:
         """A LOGGING frame with ASCII text from the modem."""
         return self._send(next_counter(self._counter), MessageType.LOGGING, encode_log_text(text))

@@ -117,6 +117,12 @@ class Sensor:
         self._base_link_budget = rng.randint(60, 115)
         self._channel_index = rng.choice((0, 8, 16, 24))
         self._sequence = rng.randrange(256)
+        self.interval_s = behaviour.interval_s
+        """The reporting interval now (a downlink write changes it)."""
+        self.enabled = True
+        """Measuring (a downlink write may turn it off)."""
+        self.generation = 0
+        """Grows when the interval changes: reports scheduled before are dropped."""
 
     @property
     def device_id(self) -> str:
@@ -124,13 +130,19 @@ class Sensor:
         return device_id(self.uid)
 
     def config_report(self) -> bytes:
-        """The EnergyConfigFile a sensor sends when it starts."""
-        config = EnergyConfigFile(max(1, round(self._behaviour.interval_s)), enabled=True)
+        """The EnergyConfigFile a sensor sends when it starts, and after a write of it."""
+        config = EnergyConfigFile(max(1, round(self.interval_s)), enabled=self.enabled)
         return self._message(config)
+
+    def apply(self, interval_s: int, enabled: bool) -> None:
+        """A downlink write of the EnergyConfigFile: new values from now on."""
+        self.interval_s = float(interval_s)
+        self.enabled = enabled
+        self.generation += 1
 
     def energy_report(self) -> bytes:
         """One periodic EnergyFile; sometimes the meter cannot be read and values are stale."""
-        self._meter.advance(self._behaviour.interval_s)
+        self._meter.advance(self.interval_s)
         if self._rng.random() < self._behaviour.invalid_probability:
             stale = self._last_reading
             reading = stale._replace(measurement_valid=False)
@@ -149,9 +161,10 @@ class Sensor:
 
     def _message(self, file: AppFile) -> bytes:
         """The ALP command the modem forwards: the file, then this sensor's status."""
-        return encode_unsolicited(file.file_id, file.encode(), self._status())
+        return encode_unsolicited(file.file_id, file.encode(), self.status())
 
-    def _status(self) -> D7Status:
+    def status(self) -> D7Status:
+        """The D7 interface status the modem reports for this sensor's next message."""
         link_budget = int(
             _clamp(
                 self._base_link_budget + self._rng.randint(-3, 3),

@@ -42,6 +42,16 @@ class SimulatorSettings(CommonSettings):
     sim_wait_for_client: bool = Field(
         default=False, description="tcp only: boot the modem when the first client connects"
     )
+    sim_refuse: str = Field(
+        "",
+        pattern=r"^[0-9A-Fa-f,\s]*$",
+        description="DEVICE_IDs (comma-separated) whose sensors refuse a downlink write",
+    )
+    sim_silent: str = Field(
+        "",
+        pattern=r"^[0-9A-Fa-f,\s]*$",
+        description="DEVICE_IDs (comma-separated) whose downlink writes are never answered",
+    )
 
     @field_validator("sim_listen")
     @classmethod
@@ -49,6 +59,11 @@ class SimulatorSettings(CommonSettings):
         if value != "pty" and int(value.rpartition(":")[2]) > MAX_PORT:
             raise ValueError(f"port must be at most {MAX_PORT}")
         return value
+
+    @staticmethod
+    def device_ids(value: str) -> set[str]:
+        """The DEVICE_IDs of a comma-separated list (upper-case)."""
+        return {part.strip().upper() for part in value.split(",") if part.strip()}
 
     def tcp_address(self) -> tuple[str, int] | None:
         """(host, port) for `tcp://HOST:PORT`, None for a pty."""

@@ -1,7 +1,8 @@
 """Where the simulated modem's bytes go: a pseudo-terminal or a TCP port.
 
 Both behave like a real UART: bytes nobody can take are lost, never queued without bound, and
-the modem never waits for the host.
+the modem never waits for the host. What the host writes (downlink requests) is kept, up to
+`INBOX_BYTES`, until the modem reads it (`read_available`).
 
 - `PtyTransport`: the slave side is put in raw mode so the line discipline never translates or
   swallows bytes (CR, LF, XON/XOFF, DEL, ^C are payload here); the slave stays open so the
@@ -32,6 +33,8 @@ log = get_logger(__name__)
 SEND_TIMEOUT_S = 2.0
 #: Blocking waits in the accept thread wake up this often to notice `close()`.
 POLL_S = 0.5
+#: What the host wrote and the modem has not read yet, at most (beyond it, the oldest goes).
+INBOX_BYTES = 65536
 
 
 class Transport(Protocol):
@@ -42,6 +45,10 @@ class Transport(Protocol):
 
     def write(self, data: bytes) -> bool:
         """Send `data`; False when it (or part of it) was lost."""
+        ...
+
+    def read_available(self) -> bytes:
+        """What the host wrote since the last call (never waits)."""
         ...
 
     def close(self) -> None: ...
@@ -71,6 +78,18 @@ class PtyTransport:
             view = view[written:]
         return True
 
+    def read_available(self) -> bytes:
+        data = bytearray()
+        while len(data) < INBOX_BYTES:
+            try:
+                chunk = os.read(self._master, 4096)
+            except (BlockingIOError, OSError):
+                break
+            if not chunk:
+                break
+            data += chunk
+        return bytes(data)
+
     def close(self) -> None:
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
@@ -91,6 +110,7 @@ class TcpTransport:
         self._client: socket.socket | None = None
         self._connected = threading.Event()
         self._closing = threading.Event()
+        self._inbox = bytearray()
         self._thread = threading.Thread(target=self._serve, name="tcp-accept", daemon=True)
         self._thread.start()
 
@@ -117,6 +137,11 @@ class TcpTransport:
             self._drop(client)
             return False
         return True
+
+    def read_available(self) -> bytes:
+        with self._lock:
+            data, self._inbox = bytes(self._inbox), bytearray()
+        return data
 
     def close(self) -> None:
         self._closing.set()
@@ -145,15 +170,19 @@ class TcpTransport:
             log.info("client_disconnected", peer="{}:{}".format(*peer[:2]))
 
     def _drain_until_gone(self, client: socket.socket) -> None:
-        """Read and ignore what the host sends (a modem would get pings) until it hangs up."""
+        """Keep what the host sends (its requests) until it hangs up."""
         while not self._closing.is_set():
             try:
-                if not client.recv(4096):
-                    return
+                chunk = client.recv(4096)
             except TimeoutError:
                 continue
             except OSError:
                 return
+            if not chunk:
+                return
+            with self._lock:
+                self._inbox += chunk
+                del self._inbox[: max(0, len(self._inbox) - INBOX_BYTES)]
 
     def _drop(self, client: socket.socket) -> None:
         with self._lock:

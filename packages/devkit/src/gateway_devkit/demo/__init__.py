@@ -5,7 +5,8 @@ they answer, otherwise starts private `redis-server` / `mosquitto` on free ports
 gateway-sim (TCP), gateway-ingest, gateway-decoder, gateway-publisher and the field console
 (gateway-console, without a password, on 127.0.0.1:8080 or a free port: its address is printed)
 from this virtualenv, subscribes to `mqtts/demo/#` and shows what the publisher sends until
-Ctrl-C (or `--duration`).
+Ctrl-C (or `--duration`). Once the first reading is in, it sends that device a DCMD (a new
+interval), as SCorp-io would, and shows its command going through (`downlink`).
 Everything it started is stopped at the end, and its Redis keys are deleted.
 
 Exit code: 0, or 1 when something is missing, a service died, or a timed run saw no reading.

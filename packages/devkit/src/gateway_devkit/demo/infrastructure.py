@@ -141,6 +141,7 @@ def start_services(supervisor: Supervisor, infra: Infrastructure, sim_url: str) 
             "GATEWAY_PROJECT_ID": PROJECT_ID,
             "GATEWAY_EDGE_NODE_ID": EDGE_NODE_ID,
             "GATEWAY_TOPIC_ROOT": TOPIC_ROOT,
+            "GATEWAY_DOWNLINK": "true",  # the demo's DCMD (demo.downlink)
         },
     }
     metrics_ports = {name: free_port() for name in services}

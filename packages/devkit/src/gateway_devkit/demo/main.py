@@ -19,6 +19,7 @@ from rich.live import Live
 
 from gateway_devkit.demo.console import start_console
 from gateway_devkit.demo.dashboard import Dashboard, plain_line
+from gateway_devkit.demo.downlink import DownlinkDemo
 from gateway_devkit.demo.infrastructure import (
     DemoError,
     delete_keys,
@@ -90,7 +91,13 @@ def check_children(supervisor: Supervisor, dashboard: Dashboard, console: Consol
             say(console, notice)
 
 
-def watch(viewer: Viewer, supervisor: Supervisor, options: Options, console: Console) -> Dashboard:
+def watch(
+    viewer: Viewer,
+    supervisor: Supervisor,
+    options: Options,
+    console: Console,
+    downlink: DownlinkDemo | None = None,
+) -> Dashboard:
     """Show messages until Ctrl-C or the end of `--duration`."""
     dashboard = Dashboard()
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
@@ -109,6 +116,8 @@ def watch(viewer: Viewer, supervisor: Supervisor, options: Options, console: Con
                     dashboard.add(message)
                     if live is None:
                         say(console, plain_line(message))
+                if downlink is not None:
+                    downlink.step(dashboard)
                 if live is not None:
                     live.update(dashboard.render(), refresh=True)
     dashboard.ended = time.monotonic()
@@ -160,7 +169,8 @@ def run(options: Options, console: Console) -> int:
         metrics_ports = start_services(gateway, infra, sim_url)
         say(console, f"gateway-sim on {sim_url}, stream prefix {prefix}")
         say(console, f"field console: {start_console(gateway, metrics_ports)}")
-        dashboard = watch(viewer, gateway, options, console)
+        downlink = DownlinkDemo(infra, prefix, lambda line: say(console, line))
+        dashboard = watch(viewer, gateway, options, console, downlink)
         gateway.stop_all()
         counts = gateway_counts(infra.redis_url, prefix)
         print_summary(console, dashboard, counts, viewer.stale_retained)
