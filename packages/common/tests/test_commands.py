@@ -133,6 +133,16 @@ def test_cancel_only_while_queued() -> None:
     assert "has ended" in (cancel_refusal(cancelled) or "")
 
 
+def test_an_error_for_an_earlier_write_says_nothing_about_the_latest() -> None:
+    again = step(step(queued(), Sent(T0 + 1, tag=1)), Sent(T0 + 50, tag=2))
+    assert apply(again, Answered(T0 + 60, end_of_procedure=True, error=True, tag=1)) is None
+    failed = step(again, Answered(T0 + 61, end_of_procedure=True, error=True, tag=2))
+    assert failed.state is CommandState.FAILED
+    # the earlier write did reach the sensor: its completion acknowledges the command
+    acked = step(again, Answered(T0 + 62, end_of_procedure=True, error=False, tag=1))
+    assert acked.state is CommandState.ACKNOWLEDGED
+
+
 def test_late_answers_are_ignored() -> None:
     acked = step(step(queued(), Sent(T0 + 1, tag=1)), Answered(T0 + 5, True, False))  # noqa: FBT003
     assert apply(acked, Answered(T0 + 6, end_of_procedure=True, error=True)) is None

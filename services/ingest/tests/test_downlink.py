@@ -35,6 +35,7 @@ from gateway_dash7 import (
     Framer,
     InterfaceConfiguration,
     MessageType,
+    ModemAnswer,
     NlsMethod,
     RebootReason,
     WriteRequest,
@@ -236,7 +237,17 @@ def test_a_command_reaches_the_line_as_d7a_builds_it(
     assert registry.get_sample_value("gateway_commands_total", {"state": "sent"}) == 1
 
 
-def test_one_command_in_flight_per_modem_and_per_device(
+def completion(counter: int, tag: int, *, error: bool = False) -> bytes:
+    """The modem's completion of the request `tag` (protocol.md 5.2), as a frame."""
+    answer = ModemAnswer(tag, end_of_procedure=True, error=error, status=None)
+    return encode_frame(counter, MessageType.ALP_DATA, answer.encode())
+
+
+def tag_of(frame: Frame) -> int:
+    return WriteRequest.parse(frame.payload).tag_id
+
+
+def test_one_request_in_the_modem_and_one_command_per_device(
     modem: Modem, redis_url: str, redis_client: redis.Redis, stream_prefix: str
 ) -> None:
     keys = StreamKeys(stream_prefix)
@@ -246,27 +257,27 @@ def test_one_command_in_flight_per_modem_and_per_device(
     first = submit(store, redis_client, UID_DEVICE, 300)
     again = submit(store, redis_client, UID_DEVICE, 400)
     other = submit(store, redis_client, OTHER, 500)
-    with running(_settings(modem.path, redis_url, stream_prefix)):
-        assert len(modem.read_frames(1)) == 1
-        assert len(modem.read_frames(2, timeout_s=1.5)) == 1  # the modem is busy
+    with running(_settings(modem.path, redis_url, stream_prefix)) as registry:
+        (frame,) = modem.read_frames(1)
+        assert len(modem.read_frames(2, timeout_s=1.5)) == 1  # the modem holds a request
         assert state_of(store, other.id).state is CommandState.QUEUED
-        # the modem completes the first: the other device's command goes, not the same device's
-        store.apply(first.id, Answered(time.time(), end_of_procedure=True, error=False))
+        assert registry.get_sample_value("gateway_commands_in_flight") == 1
+        # the modem completes it: the other device's command goes, not the same device's
+        # (its first command has not ended: no decoder runs here, it stays sent)
+        modem.write(completion(2, tag_of(frame)))
         frames = modem.read_frames(2)
         assert len(frames) == 2
         assert frames[1].counter == 1  # the host's own counter
         assert EnergyConfigFile(500, enabled=True).encode() in frames[1].payload
         assert state_of(store, other.id).state is CommandState.SENT
         assert state_of(store, again.id).state is CommandState.QUEUED
-        store.apply(other.id, Answered(time.time(), end_of_procedure=True, error=True))
-        time.sleep(1.5)
-        assert len(modem.read_frames(3, timeout_s=0.5)) == 2  # UID_DEVICE still acknowledged
-        late = Answered(time.time(), end_of_procedure=True, error=True)
-        assert store.apply(first.id, late) is None  # acknowledged already: a late answer
-        assert state_of(store, first.id).state is CommandState.ACKNOWLEDGED
+        modem.write(completion(3, tag_of(frames[1]), error=True))
+        store.apply(first.id, Answered(time.time(), end_of_procedure=True, error=False))
+        assert len(modem.read_frames(3, timeout_s=1.5)) == 2  # acknowledged: the device waits
+        assert state_of(store, again.id).state is CommandState.QUEUED
 
 
-def test_expiry_frees_the_modem(
+def test_an_expired_command_keeps_the_modem_until_the_modem_ends_its_session(
     modem: Modem, redis_url: str, redis_client: redis.Redis, stream_prefix: str
 ) -> None:
     keys = StreamKeys(stream_prefix)
@@ -276,12 +287,15 @@ def test_expiry_frees_the_modem(
     first = submit(store, redis_client, UID_DEVICE, 300, timeout_s=1.0)
     second = submit(store, redis_client, OTHER, 300, timeout_s=30.0)
     with running(_settings(modem.path, redis_url, stream_prefix)) as registry:
-        assert len(modem.read_frames(1)) == 1
+        (frame,) = modem.read_frames(1)
         expired = _eventually(lambda: state_of(store, first.id).state is CommandState.EXPIRED)
         assert expired
+        assert registry.get_sample_value("gateway_commands_total", {"state": "expired"}) == 1
+        # the modem still holds the request (its dormant timeout is 1,216 s): nothing else goes
+        assert len(modem.read_frames(2, timeout_s=1.5)) == 1
+        modem.write(completion(2, tag_of(frame), error=True))  # the modem gives up on it
         assert len(modem.read_frames(2)) == 2
         assert state_of(store, second.id).state is CommandState.SENT
-        assert registry.get_sample_value("gateway_commands_total", {"state": "expired"}) == 1
     reason = state_of(store, first.id).reason
     assert reason == "no answer from the device within 1 s of the last write"
 
@@ -306,8 +320,12 @@ def test_a_command_interrupted_by_a_restart_is_written_again_and_counted(
         )
     assert resent == 1
     assert len(frames) == 2
-    assert frames[0].payload == frames[1].payload  # the same tag, the same write
-    assert state_of(store, command.id).attempts == 2
+    # the same write, under a new tag (the modem's sessions are told apart by their tags)
+    first, second = (WriteRequest.parse(f.payload) for f in frames)
+    assert first._replace(tag_id=0) == second._replace(tag_id=0)
+    assert first.tag_id != second.tag_id
+    command = state_of(store, command.id)
+    assert (command.attempts, command.tag) == (2, second.tag_id)
 
 
 def test_a_modem_reboot_writes_again_what_it_held(

@@ -229,11 +229,14 @@ class Sent(NamedTuple):
 
 
 class Answered(NamedTuple):
-    """The modem answered the command's tag (protocol.md 5.2)."""
+    """The modem answered one of the command's tags (protocol.md 5.2)."""
 
     at: float
     end_of_procedure: bool
     error: bool
+    tag: int | None = None
+    """The tag answered; an error for a tag of an earlier write (written again since, after a
+    restart or a modem reboot) says nothing about the write the modem holds now."""
 
 
 class Reported(NamedTuple):
@@ -300,9 +303,11 @@ def apply(command: Command, event: Event) -> Command | None:  # noqa: C901, PLR0
                 attempts=command.attempts + 1,
                 deadline=at + command.timeout_s,
             )
-        case Answered(at=at, end_of_procedure=eop, error=error):
+        case Answered(at=at, end_of_procedure=eop, error=error, tag=tag):
             if state is not CommandState.SENT:
                 return None  # late, or repeated: the procedure already ended
+            if error and tag is not None and tag != command.tag:
+                return None  # an earlier write's session ended; the latest one is pending
             if error:
                 return _to(
                     command,

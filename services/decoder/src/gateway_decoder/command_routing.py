@@ -56,7 +56,7 @@ class CommandRouting:
         if command_id is None:
             self._metrics.command_answers.labels(result="unknown_tag").inc()
             return f"command answer for unknown tag {answer.tag}"
-        event = Answered(answer.received_at, answer.end_of_procedure, answer.error)
+        event = Answered(answer.received_at, answer.end_of_procedure, answer.error, answer.tag)
         done = self._store.apply(command_id, event)
         if done is None:
             self._metrics.command_answers.labels(result="late").inc()

@@ -6,9 +6,13 @@ ingest owns the port, so it is the one writer to the modem. Its own thread reads
 as an ALP_DATA frame with the host's own frame counter. The serial reads never wait on it: the
 reader is another thread, and each write gives up after the write timeout (serial_link.py).
 
-- **One command in flight per modem** (`GATEWAY_DOWNLINK_MAX_IN_FLIGHT`, default 1): the Sub-IoT
-  modem keeps a single master session and rejects a request to another addressee while one is
-  pending, so the next command is written only once the previous one left `sent`. A device
+- **One request in the modem at a time** (`GATEWAY_DOWNLINK_MAX_IN_FLIGHT`, default 1): the
+  Sub-IoT modem keeps a single master session and rejects a request to another addressee while
+  one is pending. So ingest follows the modem's sessions itself, by tag, from what it reads on
+  the line: a session opens when a request is written and closes when the modem's completion
+  for that tag comes back (`A3 tt` or `E3 tt`, whatever the command's state by then), or, if
+  that frame was lost, once the request's dormant timeout (plus a margin) has passed. Every
+  write has a tag of its own, so a request written again is told from the earlier one. A device
   has at most one command sent or acknowledged: its next one waits until that one has ended.
 - **No ping, ever**: a PING_REQUEST frees every ALP command pending in the modem; ingest writes
   no frame but these requests.
@@ -20,8 +24,9 @@ reader is another thread, and each write gives up after the write timeout (seria
 - **Restarts**: an entry of `{p}:commands` stays pending in the group until its command has
   ended (the transition script acknowledges it), so a new ingest finds every open command in
   its pending entries. A command found `sent` may or may not have reached the modem: it is
-  written again (the write is idempotent) and counted (`attempts`, and
-  `gateway_commands_resent_total`). So is every command in the modem when it reboots.
+  written again under a new tag (the write is idempotent) and counted (`attempts`, and
+  `gateway_commands_resent_total`). So is every command in the modem when it reboots (the modem
+  lost its sessions).
 - **Expiry** is ingest's: every turn it expires the open commands whose deadline has passed,
   whoever queued them (docs/architecture.md says why).
 """
@@ -29,6 +34,7 @@ reader is another thread, and each write gives up after the write timeout (seria
 from __future__ import annotations
 
 import math
+import queue
 import random
 import threading
 import time
@@ -48,15 +54,18 @@ from gateway_dash7 import (
     MAX_COMPRESSED_TIME_S,
     Addressee,
     AddressType,
+    AlpError,
     EnergyConfigFile,
     InterfaceConfiguration,
     MessageType,
+    ModemAnswer,
     NlsMethod,
     ResponseMode,
     WriteRequest,
     compress_time,
     encode_frame,
     next_counter,
+    parse_received,
 )
 from gateway_ingest.serial_link import PortLostError, WriteTimeoutError
 
@@ -83,6 +92,9 @@ DEFAULT_NLS_METHOD: Final = NlsMethod.AES_CTR
 _VID_DIGITS: Final = 4
 _READ_BATCH: Final = 100
 _TAGS: Final = 256
+#: A modem session whose completion never came is taken as over this long after its dormant
+#: timeout (the modem ends it then, with the error flag; that frame may have been lost).
+SESSION_MARGIN_S: Final = 30.0
 
 
 def dormant_timeout(interval_s: float) -> int:
@@ -177,6 +189,10 @@ class Downlink:
         """Acknowledged, waiting for the device's EnergyConfigFile: the device is busy."""
         self._unwritten: dict[str, str] = {}
         """Commands in state sent not (known to be) in the modem -> why they are written again."""
+        self._sessions: dict[int, tuple[str, float]] = {}
+        """The modem's open sessions: tag -> (command id, when it is taken as over, monotonic)."""
+        self._completed: queue.SimpleQueue[int] = queue.SimpleQueue()
+        """Tags whose completion the reader saw on the line."""
         self._counter = 0
         """The host's own frame counter (uint8): the next frame carries it."""
         self._next_tag = random.randrange(_TAGS)
@@ -188,6 +204,15 @@ class Downlink:
     def note_reboot(self) -> None:
         """The modem rebooted: it lost the commands it held; write them again."""
         self._rebooted.set()
+
+    def note_frame(self, alp: bytes) -> None:
+        """An ALP_DATA frame from the modem (reader thread): a completion closes a session."""
+        try:
+            received = parse_received(alp)
+        except AlpError:
+            return  # the decoder dead-letters it; nothing the modem's sessions depend on
+        if isinstance(received, ModemAnswer) and received.end_of_procedure:
+            self._completed.put(received.tag_id)
 
     # ---- lifecycle
 
@@ -234,15 +259,33 @@ class Downlink:
         now = self._clock()
         self._expire(now)
         self._refresh()
+        self._close_sessions()
         if self._rebooted.is_set():
             self._rebooted.clear()
+            self._sessions.clear()
             for command_id in self._sent:
                 self._unwritten.setdefault(command_id, "modem_rebooted")
         self._write_ready(now)
-        self._command_metrics.in_flight.set(len(self._sent))
+        self._command_metrics.in_flight.set(len(self._sessions))
         self._command_metrics.set_totals(self._store.entered())
         wait = self._block_ms if block_ms is None else block_ms
         self._read(">", block_ms=wait or None)
+
+    def _close_sessions(self) -> None:
+        """Sessions the modem completed, or that are taken as over (dormant timeout passed)."""
+        while True:
+            try:
+                tag = self._completed.get_nowait()
+            except queue.Empty:
+                break
+            closed = self._sessions.pop(tag, None)
+            if closed is not None:
+                log.debug("modem_session_completed", tag=tag, command_id=closed[0])
+        clock = time.monotonic()
+        for tag, (command_id, over_at) in list(self._sessions.items()):
+            if clock >= over_at:
+                del self._sessions[tag]
+                log.warning("modem_session_assumed_over", tag=tag, command_id=command_id)
 
     def _setup(self) -> None:
         """The group, then every open command this ingest's group has pending."""
@@ -371,29 +414,32 @@ class Downlink:
         return {c.device_id for c in (*self._sent.values(), *self._acknowledged.values())}
 
     def _write_ready(self, now: float) -> None:
-        for command_id, why in list(self._unwritten.items()):
-            command = self._sent.get(command_id)
-            if command is not None and command.tag is not None:
-                self._write(command, command.tag, now, why)
+        """Write what the modem has room for: commands to write again first, then the oldest
+        queued one of each device that has none sent or acknowledged."""
+        again = [(self._sent.get(cid), why) for cid, why in self._unwritten.items()]
+        waiting = [(c, why) for c, why in again if c is not None]
         busy = self._busy_devices()
         for command in sorted(self._queued.values(), key=_id_order):
-            if len(self._sent) >= self._max_in_flight:
+            if command.device_id not in busy:
+                waiting.append((command, ""))
+                busy.add(command.device_id)
+        for command, why in waiting:
+            if len(self._sessions) >= self._max_in_flight:
                 return
-            if command.device_id in busy:
-                continue
             tag = self._allocate_tag()
             if tag is None:
-                log.warning("downlink_no_free_tag", open=len(self._sent) + len(self._acknowledged))
+                log.warning("downlink_no_free_tag", sessions=len(self._sessions))
                 return
-            self._write(command, tag, now, "")
-            busy.add(command.device_id)
+            self._write(command, tag, now, why)
 
     def _allocate_tag(self) -> int | None:
-        """A tag no open command of this gateway uses, rotating so that a tag comes back as
-        late as possible (a late answer must not find a newer command under it)."""
+        """A tag neither an open session nor an open command of this gateway uses, rotating so
+        that a tag comes back as late as possible (a late answer must not find a newer command
+        under it)."""
         used = {
             c.tag for c in (*self._sent.values(), *self._acknowledged.values()) if c.tag is not None
         }
+        used.update(self._sessions)
         for offset in range(_TAGS):
             tag = (self._next_tag + offset) % _TAGS
             if tag not in used:
@@ -445,6 +491,8 @@ class Downlink:
             )
             return
         self._unwritten.pop(sent.id, None)
+        over_at = time.monotonic() + request.configuration.dormant_timeout_s + SESSION_MARGIN_S
+        self._sessions[tag] = (sent.id, over_at)
         self._metrics.commands_written.inc()
         if again:
             self._metrics.commands_resent.labels(reason=again).inc()

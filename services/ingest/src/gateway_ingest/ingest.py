@@ -1,7 +1,8 @@
 """The ingest loop: keep reading the port, hand each ALP_DATA frame to the sink, never stop.
 
 The downlink (downlink.py) writes the commands to the modem from a thread of its own; the
-reader only tells it when the modem rebooted.
+reader only shows it the ALP frames (the modem's completions close its sessions) and tells it
+when the modem rebooted.
 
 The loop owns the port: it opens it, reads promptly, reopens it with capped backoff when it
 vanishes (the process stays up), and resets the framer on every reopen (a partial frame across a
@@ -95,10 +96,13 @@ class Ingest:
         baudrate: int = 115200,
         clock: Callable[[], float] = time.time,
         on_reboot: Callable[[], None] | None = None,
+        on_alp: Callable[[bytes], None] | None = None,
     ) -> None:
         self._health = health if health is not None else Health("ingest")
         self._on_reboot = on_reboot
         """Told when the modem rebooted (the downlink writes again what the modem held)."""
+        self._on_alp = on_alp
+        """Shown every ALP_DATA frame (the downlink follows the modem's sessions in them)."""
         self._link = link
         self._sink = sink
         self._metrics = metrics
@@ -244,6 +248,8 @@ class Ingest:
         )
         if kind == MessageType.ALP_DATA:
             self._metrics.frames_received.inc()
+            if self._on_alp is not None:
+                self._on_alp(frame.payload)
             self._sink.put(
                 FrameEntry(alp=frame.payload, received_at=received_at, counter=frame.counter),
                 state,
@@ -381,6 +387,7 @@ def run(
         seed_loader=lambda: _load_seed_quickly(settings.redis_url, keys.ingest_state),
         baudrate=settings.serial_baudrate,
         on_reboot=downlink.note_reboot,
+        on_alp=downlink.note_frame,
     )
     log.info(
         "ingest_started",

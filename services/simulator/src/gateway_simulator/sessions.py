@@ -8,8 +8,9 @@ interval and `enabled` from then on), and the modem answers the host: the sensor
 and `A3 tt`); the sensor then sends its EnergyConfigFile with the new values.
 
 Like the Sub-IoT modem, it keeps one master session: a request to another addressee while one
-is held is refused at once (`E3 tt`); the same request again (the host wrote it again after a
-restart) replaces the one held. A session whose dormant timeout passes ends with `E3 tt`.
+is held is refused at once (`E3 tt`); a request to the same addressee (the host wrote it again
+after a restart, under a new tag) replaces the one held. A session whose dormant timeout passes
+ends with `E3 tt`.
 
 Sensors can be told to refuse a write (the completion carries the error flag: `E3 tt`) or to
 never answer (nothing comes back at all, as when the modem's answers are lost: the host's
@@ -84,7 +85,7 @@ class Sessions:
             return []
         address = request.configuration.addressee.address
         held = self._held
-        if held is not None and held.request != request:
+        if held is not None and held.request.configuration.addressee.address != address:
             log.warning(
                 "host_request_refused_busy",
                 tag=request.tag_id,
