@@ -164,14 +164,7 @@ class D7Status(NamedTuple):
 
     def encode(self) -> bytes:
         """The status bytes: the fixed part, then the address (ValueError if out of range)."""
-        address_type = AddressType(self.address_type)
-        if len(self.address) != ADDRESS_SIZE[address_type]:
-            raise ValueError(
-                f"a {address_type.name} address has {ADDRESS_SIZE[address_type]} bytes, "
-                f"got {len(self.address)}"
-            )
-        if not 0 <= self.nls_method <= 0x0F:
-            raise ValueError(f"NLS method {self.nls_method} does not fit in 4 bits")
+        address_type = checked_addressee(self.address_type, self.address, self.nls_method)
         try:
             fixed = _STATUS_FIXED.pack(
                 self.channel_header,
@@ -198,6 +191,19 @@ class UnsolicitedMessage(NamedTuple):
     offset: int
     data: bytes
     status: D7Status | None
+
+
+def checked_addressee(address_type: int, address: bytes, nls_method: int) -> AddressType:
+    """The address type of an addressee (a status's sender, a request's target), once its
+    address has that type's size and its NLS method fits the control byte's 4 bits."""
+    checked = AddressType(address_type)
+    if len(address) != ADDRESS_SIZE[checked]:
+        raise ValueError(
+            f"a {checked.name} address has {ADDRESS_SIZE[checked]} bytes, got {len(address)}"
+        )
+    if not 0 <= nls_method <= 0x0F:
+        raise ValueError(f"NLS method {nls_method} does not fit in 4 bits")
+    return checked
 
 
 def _opcode_name(opcode: int) -> str:

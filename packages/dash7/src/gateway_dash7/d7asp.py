@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from typing import Final, NamedTuple
 
-from gateway_dash7.alp import ADDRESS_SIZE, AddressType, AlpError
+from gateway_dash7.alp import ADDRESS_SIZE, AddressType, AlpError, checked_addressee
 
 __all__ = [
     "MAX_COMPRESSED_TIME_S",
@@ -90,14 +90,7 @@ class Addressee(NamedTuple):
 
     def encode(self) -> bytes:
         """Addressee control (id type, NLS method), access class, address."""
-        address_type = AddressType(self.address_type)
-        if len(self.address) != ADDRESS_SIZE[address_type]:
-            raise ValueError(
-                f"a {address_type.name} address has {ADDRESS_SIZE[address_type]} bytes, "
-                f"got {len(self.address)}"
-            )
-        if not 0 <= self.nls_method <= 0x0F:
-            raise ValueError(f"NLS method {self.nls_method} does not fit in 4 bits")
+        address_type = checked_addressee(self.address_type, self.address, self.nls_method)
         if not 0 <= self.access_class <= 0xFF:
             raise ValueError(f"access class {self.access_class} is not a byte")
         control = (address_type << 4) | self.nls_method
