@@ -7,7 +7,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 PY := $(VENV)/bin/python
 
-.PHONY: help install test container-test check lint format typecheck demo bench clean compose-check
+.PHONY: help install test chaos container-test check lint format typecheck demo bench clean compose-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,6 +26,12 @@ install: $(VENV)/.installed ## Create .venv/ with the services, gatewayctl and t
 
 test: install ## Run every test (unit, integration against Redis+Mosquitto on loopback, system)
 	$(PY) -m pytest
+
+# The fault scenarios at full scale (the soak alone takes 1,000,000 frames), with a fixed seed
+# unless GATEWAY_CHAOS_SEED names another (or "random"); `make test` runs their short versions.
+chaos: install ## Every fault scenario at full scale, seeded (GATEWAY_CHAOS_SEED), incl. the soak
+	GATEWAY_CHAOS_SCALE=full GATEWAY_CHAOS_SEED=$${GATEWAY_CHAOS_SEED:-20261127} \
+		$(PY) -m pytest -m chaos -p no:cacheprovider -s -o timeout=3600 tests
 
 container-test: install ## The images built and run under a real Docker engine (starts one as root on Debian)
 	tests/containers/run.sh

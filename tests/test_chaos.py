@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from gateway_devkit.mqtt_watch import MqttWatch, Received
 
 
-pytestmark = [pytest.mark.integration, pytest.mark.system]
+pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.chaos]
 
 FRAMES = int(os.environ.get("GATEWAY_CHAOS_FRAMES", "3000"))
 WINDOW = 16

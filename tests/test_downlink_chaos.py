@@ -27,7 +27,7 @@ from gateway_simulator.sensors import sensor_uid
 
 from .conftest import EDGE_NODE_ID, PROJECT_ID
 
-pytestmark = [pytest.mark.integration, pytest.mark.system]
+pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.chaos]
 
 SEED = 7
 SENSORS = 4
