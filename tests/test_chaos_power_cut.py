@@ -29,8 +29,11 @@ delivered and Redis never accepted were in the killed ingest's hands, nothing pe
 letter, no traceback, and every service stops cleanly on SIGTERM.
 
 What a SIGKILL cannot show: the kernel's page cache survives it, so a plain cut proves that
-Redis wrote every acknowledged command to the kernel before replying, not that the fsync reached
-the flash (docs/reliability.md, "3. Power cut").
+Redis wrote every acknowledged command to the kernel before replying. `strace` shows the rest
+that software can: with `appendfsync always` every XADD reply leaves Redis after an fdatasync of
+the AOF returned (with `everysec`, the same check finds replies ahead of the fsync). Whether the
+storage keeps what it acknowledged to fdatasync, no test here can tell (docs/reliability.md,
+"3. Power cut").
 
 GATEWAY_CHAOS_SEED replays a schedule; GATEWAY_CHAOS_SCALE=full runs three cuts of each kind
 over 6,000 frames instead of one of each over 1,500.
@@ -41,12 +44,15 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -58,6 +64,7 @@ from gateway_common.entries import decode_frame, decode_record
 from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP, StreamKeys
 from gateway_devkit import aof
 from gateway_devkit.modem_line import LINE_BYTES_PER_S, ModemLine
+from gateway_devkit.polling import wait_until
 from gateway_devkit.processes import Supervisor, clean_env
 from gateway_devkit.servers import PrivateBroker, PrivateRedis
 
@@ -67,7 +74,6 @@ from .test_chaos import group_state
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
     from gateway_devkit.mqtt_watch import MqttWatch, Received
 
@@ -183,6 +189,83 @@ def test_truncated_aof_loads_as_modelled(
         reader.close()
         scratch.stop(signal.SIGKILL)
     assert aof.stream_ids(aof.loaded(parsed), key.encode()), "not a vacuous comparison"
+
+
+# ----------------------------------------------------------------------------- fsync first
+
+
+REPLY_WITH_ID = re.compile(r'^write\((\d+), ".*\$\d+\\r\\n\d+-\d+\\r\\n')
+"""A reply carrying a stream id (XADD's, or EXEC's of a batch of XADDs), as strace shows it."""
+
+
+def unsynced_replies(trace: str, aof_fd: int) -> tuple[int, int]:
+    """(XADD replies, those written while the AOF had writes not yet fdatasync'ed) in an
+    `strace -f` trace of redis-server. An fdatasync counts once it has returned."""
+    dirty, replies, unsynced = False, 0, 0
+    for line in trace.splitlines():
+        call = line.split(None, 1)[1] if " " in line else line
+        if call.startswith(f"write({aof_fd},"):
+            dirty = True
+        elif call.startswith((f"fdatasync({aof_fd})", "<... fdatasync resumed>")) and (
+            call.rstrip().endswith("= 0")
+        ):
+            dirty = False
+        elif (reply := REPLY_WITH_ID.match(call)) and int(reply[1]) != aof_fd:
+            replies += 1
+            unsynced += dirty
+    return replies, unsynced
+
+
+def aof_fd_of(pid: int) -> int:
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        if ".incr.aof" in str(fd.readlink()):
+            return int(fd.name)
+    raise AssertionError(f"redis-server {pid} has no incr AOF open")
+
+
+@pytest.mark.parametrize("appendfsync", ["always", "everysec"])
+def test_redis_fsyncs_before_it_acknowledges(
+    appendfsync: str, private_redis: Callable[..., PrivateRedis], tmp_path: Path
+) -> None:
+    """What a SIGKILL cannot show: that the AOF reached the disk before Redis answered. strace
+    sees it: with `always`, every XADD reply (alone, and ingest's MULTI/EXEC batches) is written
+    after an fdatasync of the AOF returned; with `everysec` replies overtake the fsync (the
+    check can fail, and that is the price of everysec)."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (apt-get install strace)")
+    server = private_redis(appendfsync, extra_args=REDIS_ARGS)
+    client = server.client()
+    client.xadd("f:frames", {"d": "first"})  # the AOF is open from here on
+    aof_fd = aof_fd_of(server.pid)
+    trace = tmp_path / "redis.trace"
+    with (tmp_path / "strace.err").open("wb") as err:
+        tracer = subprocess.Popen(
+            [strace, "-f", "-s", "512", "-p", str(server.pid), "-e", "trace=write,fdatasync,fsync",
+             "-o", str(trace)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )  # fmt: skip
+    try:
+        assert wait_until(lambda: "attached" in (tmp_path / "strace.err").read_text(), 10)
+        for n in range(150):
+            client.xadd("f:frames", {"d": f"alone {n}"})
+            with client.pipeline(transaction=True) as pipe:
+                for m in range(5):
+                    pipe.xadd("f:frames", {"d": f"batch {n} {m}"})
+                pipe.hset("f:state", "counter", n)
+                pipe.execute()
+    finally:
+        client.close()
+        tracer.send_signal(signal.SIGINT)  # detaches, writes the rest of the trace
+        tracer.wait(10)
+    replies, unsynced = unsynced_replies(trace.read_text(encoding="utf-8"), aof_fd)
+    print(f"\nappendfsync {appendfsync}: {unsynced} of {replies} XADD replies before fdatasync")
+    assert replies >= 150 * 2, f"only {replies} XADD replies seen in the trace"
+    if appendfsync == "always":
+        assert unsynced == 0, f"{unsynced} of {replies} replies before the AOF's fdatasync"
+    else:
+        assert unsynced > replies // 2, f"everysec: only {unsynced} of {replies} unsynced"
 
 
 # ----------------------------------------------------------------------------- the cuts
