@@ -145,10 +145,13 @@ def parse_id(raw: bytes) -> StreamId:
     return int(ms), int(seq or b"0")
 
 
-def stream_ids(applied: Iterable[Command], key: bytes) -> list[StreamId]:
-    """The entry ids of stream `key` after `applied` (which start from an empty database):
-    XADD with its explicit id, XTRIM MINID/MAXLEN (exact), XDEL, DEL/UNLINK."""
-    ids: list[StreamId] = []
+def stream_ids(
+    applied: Iterable[Command], key: bytes, start: Iterable[StreamId] = ()
+) -> list[StreamId]:
+    """The entry ids of stream `key` after `applied`, from the entries `start` (what the base
+    file and the earlier incr files hold): XADD with its explicit id, XTRIM MINID/MAXLEN
+    (exact), XDEL, DEL/UNLINK."""
+    ids: list[StreamId] = sorted(start)
     for command in applied:
         name, rest = command.name, command.args[2:]
         if name in {b"DEL", b"UNLINK"} and key in command.args[1:]:
