@@ -132,6 +132,8 @@ def test_redis_keeps_its_data_and_is_not_exposed(compose) -> None:
     command = [default_of(str(c)) for c in redis["command"]]
     assert command[command.index("--appendonly") + 1] == "yes"
     assert command[command.index("--appendfsync") + 1] in {"always", "everysec"}
+    # after a power cut, start on the AOF's intact part (tests/test_chaos_power_cut.py)
+    assert command[command.index("--aof-load-truncated") + 1] == "yes"
     volume, _, target = redis["volumes"][0].partition(":")
     assert target == "/data"
     assert volume in compose["volumes"], "a named volume, not a bind mount"

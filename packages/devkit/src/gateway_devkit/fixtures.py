@@ -26,7 +26,7 @@ from gateway_devkit.mqtt_watch import MqttWatch
 from gateway_devkit.servers import PrivateBroker, PrivateRedis, find_binary
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
 __all__ = ["Broker"]
@@ -123,13 +123,17 @@ def _private_servers(tmp_path: Path) -> Iterator[_Servers]:
 
 @pytest.fixture
 def private_redis(_private_servers: _Servers) -> Callable[..., PrivateRedis]:
-    """`private_redis(appendfsync="everysec", start=True)`: a redis-server of the test's own
-    (see PrivateRedis), killed when the test ends. Skips the test if it is not installed."""
+    """`private_redis(appendfsync="everysec", start=True, extra_args=())`: a redis-server of
+    the test's own (see PrivateRedis), killed when the test ends. Skips the test if it is not
+    installed."""
 
     def make(
-        appendfsync: Literal["always", "everysec"] | None = "everysec", *, start: bool = True
+        appendfsync: Literal["always", "everysec"] | None = "everysec",
+        *,
+        start: bool = True,
+        extra_args: Sequence[str] = (),
     ) -> PrivateRedis:
-        build = functools.partial(PrivateRedis, appendfsync=appendfsync)
+        build = functools.partial(PrivateRedis, appendfsync=appendfsync, extra_args=extra_args)
         return _private_servers.add("redis-server", build, start)
 
     return make

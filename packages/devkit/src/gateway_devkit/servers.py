@@ -23,6 +23,7 @@ from gateway_devkit.polling import wait_until
 from gateway_devkit.processes import START_TIMEOUT_S, log_tail, stop_process
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
 __all__ = [
@@ -134,16 +135,24 @@ class _PrivateServer:
 class PrivateRedis(_PrivateServer):
     """A redis-server of one's own. `appendfsync` "always" makes every acknowledged write
     survive kill -9, "everysec" is the deployment's AOF, None is no persistence at all (a
-    restarted server starts empty)."""
+    restarted server starts empty). `extra_args` are more configuration options for its
+    command line (e.g. `("--aof-load-truncated", "yes")`)."""
 
     def __init__(
         self,
         directory: Path,
         *,
         appendfsync: Literal["always", "everysec"] | None = "everysec",
+        extra_args: Sequence[str] = (),
     ) -> None:
         super().__init__("redis-server", directory, "redis.log")
         self.appendfsync = appendfsync
+        self.extra_args = tuple(extra_args)
+
+    @property
+    def aof_dir(self) -> Path:
+        """Redis 7's multi-part AOF: a manifest, a base file and incr files (default name)."""
+        return self.directory / "appendonlydir"
 
     @property
     def url(self) -> str:
@@ -162,6 +171,7 @@ class PrivateRedis(_PrivateServer):
             *persistence,
             "--save", "",
             "--logfile", str(self.log),
+            *self.extra_args,
         ]  # fmt: skip
 
     def start(self) -> None:

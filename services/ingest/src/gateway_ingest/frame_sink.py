@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
+from gateway_common.aof_compaction import rewrite_once_after_start
 from gateway_common.backoff import Backoff
 from gateway_common.entries import FrameEntry, encode
 from gateway_common.health import Health
@@ -144,6 +145,9 @@ class FrameSink:
         self._overflowing = False
         self._overflow_dropped = 0
         self._failing = False
+        self._aof_settled = False
+        """Redis rewrote its AOF since it started (gateway_common.aof_compaction); checked after
+        the first write, and again after Redis was away."""
         self._thread = threading.Thread(target=self._run, name="frame-sink", daemon=True)
 
     @property
@@ -266,6 +270,7 @@ class FrameSink:
                 buffered=self.buffered,
             )
             self._failing = True
+            self._aof_settled = False  # Redis may come back from a restart
             # A restart would throw the buffer away: unhealthy, but never a reason to exit.
             self._health.problem(
                 "redis", f"cannot write frames: {type(exc).__name__}", restart_helps=False
@@ -281,6 +286,8 @@ class FrameSink:
             self._health.clear("redis")
             self._health.clear("sink")
             log.info("redis_write_resumed", buffered=self.buffered)
+        if not self._aof_settled:
+            self._aof_settled = rewrite_once_after_start(self._client)
         return True
 
     def _written(self, count: int) -> None:
