@@ -57,11 +57,12 @@ if TYPE_CHECKING:
 
     from gateway_devkit.servers import PrivateBroker, PrivateRedis
 
-pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.chaos]
-
 FRAMES = int(os.environ.get("GATEWAY_SOAK_FRAMES") or scaled(20_000, 1_000_000))
 SENSORS = 1000
 INTERVAL_S = float(os.environ.get("GATEWAY_SOAK_INTERVAL_S") or 1.0)
+EXPECTED_S = FRAMES / (SENSORS / INTERVAL_S * 1.1)
+"""How long the flow should take: each sensor reports once an interval, and one report in ten
+comes with a button press and release (GATEWAY_SIM_BUTTON_PROBABILITY 0.05)."""
 RETENTION_S = float(os.environ.get("GATEWAY_SOAK_RETENTION_S") or scaled(5, 60))
 TRIM_INTERVAL_S = max(1.0, RETENTION_S / 6)
 SAMPLE_S = scaled(1, 5)
@@ -74,6 +75,13 @@ PREFIX = "soak"
 TOPIC_ROOT = "soak"
 DRAIN_TIMEOUT_S = 120.0
 HARNESS = "soak (this test)"
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.system,
+    pytest.mark.chaos,
+    pytest.mark.timeout(max(120, round(2 * EXPECTED_S + DRAIN_TIMEOUT_S + 120))),
+]
 """This process: its CPU and memory are sampled too (the CSV), but not plotted."""
 
 
@@ -202,8 +210,7 @@ def test_soak_keeps_memory_bounded_and_loses_nothing(
     services.wait_log(ingest, "serial_opened")
 
     # ---- the flow: until the simulator has sent its frames and stopped
-    expected_s = FRAMES / (SENSORS / INTERVAL_S * 1.1)
-    deadline = time.monotonic() + 2 * expected_s + 60
+    deadline = time.monotonic() + 2 * EXPECTED_S + 60
     while simulator.alive():
         assert time.monotonic() < deadline, f"the simulator did not finish\n{services.logs()}"
         assert not services.newly_exited(), f"a service exited\n{services.logs()}"
@@ -277,6 +284,7 @@ def test_soak_keeps_memory_bounded_and_loses_nothing(
         "mean_rate_frames_per_s": round(samples[flow_end].frames / flow_s, 1),
         "drain_after_flow_s": round(drain_s, 1),
         "warmup_frames": samples[warmup].frames,
+        "redis_aof_peak_mb": round(max(s.redis_aof_bytes for s in samples) / 2**20, 1),
         "cpu_count": os.cpu_count(),
         "machine_busy_during_flow": f"{100 * machine_busy / flow_s:.0f} % of one core",
         "processes_sampled_during_flow": f"{100 * sampled_busy / flow_s:.0f} % of one core",

@@ -48,9 +48,11 @@ def plot_samples(
     rss_ax.legend(loc="upper left", fontsize="small", ncol=2)
 
     redis_ax.plot(x, [s.redis_used_memory / _MB for s in samples], label="Redis used_memory")
+    redis_ax.plot(x, [s.redis_aof_bytes / _MB for s in samples], color="tab:green",
+                  linewidth=0.8, label="AOF file")  # fmt: skip
     redis_ax.plot(x, [bound.bytes_bound(s.backlog) / _MB for s in samples], color="red",
                   linestyle="--", label="bound (retention + backlog)")  # fmt: skip
-    redis_ax.set_ylabel("Redis used_memory (MB)")
+    redis_ax.set_ylabel("Redis (MB)")
     redis_ax.set_ylim(bottom=0)
     entries_ax = redis_ax.twinx()
     entries_ax.plot(x, [s.frames_len / 1000 for s in samples], color="grey", linewidth=0.8,

@@ -21,14 +21,14 @@ _COUNTS = ("frames", "records", "dead", "ddata", "frames_len", "records_len", "b
 def write_csv(samples: Sequence[Sample], names: Sequence[str], path: Path) -> None:
     """One row per sample: time, counts, Redis's used_memory, then VmRSS (kB) and CPU seconds
     of each process in `names` (empty once it has exited)."""
-    header = ["t_s", *_COUNTS, "redis_used_memory_bytes", "machine_busy_s"]
+    header = ["t_s", *_COUNTS, "redis_used_memory_bytes", "redis_aof_bytes", "machine_busy_s"]
     header += [f"{name}_rss_kb" for name in names] + [f"{name}_cpu_s" for name in names]
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(header)
         for s in samples:
             row: list[Any] = [s.t_s, *(getattr(s, c) for c in _COUNTS), s.redis_used_memory]
-            row.append(round(s.machine_busy_s, 2))
+            row += [s.redis_aof_bytes, round(s.machine_busy_s, 2)]
             row += [s.rss_kb.get(name, "") for name in names]
             row += [round(s.cpu_s[name], 2) if name in s.cpu_s else "" for name in names]
             writer.writerow(row)

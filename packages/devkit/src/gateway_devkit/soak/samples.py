@@ -86,6 +86,8 @@ class Sample:
     """Entries the groups `decoder` and `publisher` have not acknowledged (pending + lag)."""
     redis_used_memory: int
     """Redis's INFO `used_memory`, bytes."""
+    redis_aof_bytes: int
+    """The size of Redis's append-only file (INFO `aof_current_size`; 0 without AOF)."""
     rss_kb: Mapping[str, int]
     """VmRSS of each process still running."""
     cpu_s: Mapping[str, float]
@@ -155,6 +157,7 @@ class Sampler:
         backlog = group_backlog(self._client, self._frames, self._groups[0])
         backlog += group_backlog(self._client, self._records, self._groups[1])
         memory: Any = self._client.info("memory")
+        persistence: Any = self._client.info("persistence")
         rss: dict[str, int] = {}
         cpu: dict[str, float] = {}
         for name, pid in self._processes.items():
@@ -171,6 +174,7 @@ class Sampler:
             records_len=records.length,
             backlog=backlog,
             redis_used_memory=int(memory["used_memory"]),
+            redis_aof_bytes=int(persistence.get("aof_current_size", 0)),
             rss_kb=rss,
             cpu_s=cpu,
             machine_busy_s=machine_cpu()[0],
