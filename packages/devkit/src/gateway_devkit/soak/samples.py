@@ -128,8 +128,15 @@ class Sampler:
         self._t0 = 0.0
         self._thread = threading.Thread(target=self._run, name="soak-sampler", daemon=True)
 
+    def watch(self, name: str, pid: int) -> None:
+        """Sample one more process from now on."""
+        with self._lock:
+            self._processes[name] = pid
+
     def start(self) -> None:
+        """Take the first sample now, then one every `interval_s` in the thread."""
         self._t0 = time.monotonic()
+        self.take()
         self._thread.start()
 
     def stop(self) -> list[Sample]:
@@ -160,7 +167,9 @@ class Sampler:
         persistence: Any = self._client.info("persistence")
         rss: dict[str, int] = {}
         cpu: dict[str, float] = {}
-        for name, pid in self._processes.items():
+        with self._lock:
+            processes = list(self._processes.items())
+        for name, pid in processes:
             measured = process_rss_cpu(pid)
             if measured is not None:
                 rss[name], cpu[name] = measured
@@ -185,9 +194,7 @@ class Sampler:
 
     def _run(self) -> None:
         try:
-            while True:
+            while not self._stop.wait(self._interval_s):
                 self.take()
-                if self._stop.wait(self._interval_s):
-                    return
         except BaseException as exc:  # reported by stop() in the caller's thread
             self.error = exc
