@@ -254,7 +254,8 @@ def test_soak_keeps_memory_bounded_and_loses_nothing(
 
     # ---- the report, whatever the verdict
     warmup = warmup_index(samples, round(WARMUP * FRAMES))
-    growth = rss_growth(samples, warmup)
+    grown = rss_growth(samples, warmup)
+    growth = {name: grown[name] for name in processes if name in grown}  # in this order
     cpu = cpu_per_kframe(samples, warmup)
     bound = redis_bound(
         samples,
