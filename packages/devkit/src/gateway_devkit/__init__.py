@@ -9,5 +9,6 @@ not installed in the image.
 - `polling`: the one bounded wait on a condition;
 - `scrape`: a service's /metrics and /healthz on loopback;
 - `fixtures`: all of it as pytest fixtures (a plugin named in the root conftest.py);
-- `bench`, `demo`: `make bench` (gateway-bench) and `make demo` (gateway-demo).
+- `bench`, `demo`: `make bench` (gateway-bench) and `make demo` (gateway-demo);
+- `soak`: the soak's measurements (tests/test_soak.py): samples, tally, CSV and plot.
 """
