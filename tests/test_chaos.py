@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from gateway_common.entries import decode_frame, decode_record
-from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP, StreamKeys, entry_id_key
+from gateway_common.group_info import read_group
+from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP, StreamKeys
 from gateway_devkit.modem_line import LINE_BYTES_PER_S, ModemLine
 from gateway_devkit.processes import Supervisor, clean_env
 from gateway_devkit.servers import PrivateBroker, PrivateRedis
@@ -307,25 +308,12 @@ def event_delays(services: Supervisor, name: str, event: str) -> list[float | No
 
 
 def group_state(client: redis.Redis, stream: str, group: str) -> tuple[int, int | None]:
-    """(pending, lag) of a consumer group from XINFO GROUPS; lag None when Redis cannot tell.
-
-    Lag 0 once the group's last-delivered-id is the stream's last id: after Redis reloads an
-    AOF rewritten since the group was created, Redis 7.0 restores the group's entries-read from
-    the rewrite and its lag counts entries the group has long had (docs/reliability.md, 3)."""
-    last: Any = client.xinfo_stream(stream)["last-generated-id"]
-    groups: Any = client.xinfo_groups(stream)
-    for info in groups:
-        name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
-        if name == group:
-            if entry_id_key(_text(info["last-delivered-id"])) >= entry_id_key(_text(last)):
-                return int(info["pending"]), 0
-            lag = info.get("lag")
-            return int(info["pending"]), None if lag is None else int(lag)
-    raise AssertionError(f"no group {group} on {stream}")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    """(pending, lag) of a consumer group, lag as the services read it (group_info: 0 once the
+    group was delivered the stream's last entry, whatever Redis 7.0's counter says after
+    reloading a rewritten AOF; docs/reliability.md, 3)."""
+    info = read_group(client, stream, group)
+    assert info is not None, f"no group {group} on {stream}"
+    return info.pending, info.lag
 
 
 @dataclass(frozen=True)

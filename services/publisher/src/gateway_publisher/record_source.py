@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from redis.exceptions import RedisError, ResponseError
 
+from gateway_common.group_info import read_group
 from gateway_common.redis_conn import ensure_group
 from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
 
@@ -213,17 +214,5 @@ class RecordSource:
 
     def backlog(self) -> int:
         """Records the publisher group has not acknowledged: pending plus never delivered."""
-        for group in self._groups():
-            if _text(group["name"]) == PUBLISHER_GROUP:
-                return int(group.get("pending") or 0) + int(group.get("lag") or 0)
-        return 0
-
-    def _groups(self) -> list[dict[str, Any]]:
-        """The consumer groups of the records stream; none while it does not exist."""
-        try:
-            groups: Any = self._client.xinfo_groups(self._keys.records)
-        except ResponseError as exc:
-            if "no such key" not in str(exc).lower():
-                raise
-            return []
-        return list(groups)
+        group = read_group(self._client, self._keys.records, PUBLISHER_GROUP)
+        return 0 if group is None else group.pending + (group.lag or 0)
