@@ -134,16 +134,19 @@ class _PrivateServer:
 class PrivateRedis(_PrivateServer):
     """A redis-server of one's own. `appendfsync` "always" makes every acknowledged write
     survive kill -9, "everysec" is the deployment's AOF, None is no persistence at all (a
-    restarted server starts empty)."""
+    restarted server starts empty). Its AOF goes to `data_dir` (`--dir`; default: `directory`,
+    which keeps its log whatever happens to `data_dir`: a small filesystem that fills up, say)."""
 
     def __init__(
         self,
         directory: Path,
         *,
         appendfsync: Literal["always", "everysec"] | None = "everysec",
+        data_dir: Path | None = None,
     ) -> None:
         super().__init__("redis-server", directory, "redis.log")
         self.appendfsync = appendfsync
+        self.data_dir = directory if data_dir is None else data_dir
 
     @property
     def url(self) -> str:
@@ -158,7 +161,7 @@ class PrivateRedis(_PrivateServer):
             self.binary,
             "--port", str(self.port),
             "--bind", self.host,
-            "--dir", str(self.directory),
+            "--dir", str(self.data_dir),
             *persistence,
             "--save", "",
             "--logfile", str(self.log),
@@ -171,6 +174,8 @@ class PrivateRedis(_PrivateServer):
         client = self.client()
 
         def answers() -> bool:
+            if not self.alive():
+                return True  # it exited: no use waiting for it
             try:
                 client.ping()
             except (redis.BusyLoadingError, redis.ConnectionError):
@@ -182,6 +187,8 @@ class PrivateRedis(_PrivateServer):
                 raise ServerError(f"redis-server did not answer PING: {self._logs()}")
         finally:
             client.close()
+        if not self.alive():
+            raise ServerError(f"redis-server exited while starting: {self._logs()}")
 
     def client(self) -> redis.Redis:
         return redis.Redis(host=self.host, port=self.port, socket_timeout=10)
