@@ -248,6 +248,15 @@ def redis_on_disk(
 
 
 @pytest.fixture
+def restart_policy(redis_on_disk: PrivateRedis) -> Iterator[RestartPolicy]:
+    """Docker's `restart: unless-stopped` for Redis; stopped before Redis is (even after a
+    failure: a Redis it restarted then would hold the disk's mount)."""
+    policy = RestartPolicy(redis_on_disk, max_delay_s=REDIS_MAX_RESTART_DELAY_S).start()
+    yield policy
+    policy.stop()
+
+
+@pytest.fixture
 def mosquitto(private_broker: Callable[..., PrivateBroker]) -> PrivateBroker:
     return private_broker("max_queued_messages 0")
 
@@ -331,6 +340,7 @@ def test_disk_full_loses_no_accepted_frame(
     services: Supervisor,
     env: dict[str, str],
     ports: dict[str, int],
+    restart_policy: RestartPolicy,
 ) -> None:
     mode = str(redis_on_disk.appendfsync)
     seed = choose_seed("GATEWAY_CHAOS_SEED")
@@ -349,7 +359,7 @@ def test_disk_full_loses_no_accepted_frame(
     assert wait_until(lambda: not any(health_reason(services, n) for n in SERVICES), 15), (
         f"{tag} unhealthy before the test: {[health_reason(services, n) for n in SERVICES]}"
     )
-    policy = RestartPolicy(redis_on_disk, max_delay_s=REDIS_MAX_RESTART_DELAY_S).start()
+    policy = restart_policy
 
     # ---- frames at line rate from a thread; the disk filled and freed on schedule here
     sent_at: list[float | None] = []
