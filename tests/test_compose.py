@@ -140,6 +140,11 @@ def test_redis_keeps_its_data_and_is_not_exposed(compose) -> None:
     assert "ports" not in redis
     assert redis["healthcheck"]["test"] == ["CMD-SHELL", "redis-cli ping | grep -q PONG"]
     assert seconds(redis["stop_grace_period"]) >= 30
+    # ingest watches the free space of that volume, read-only (Redis cannot say its disk is full
+    # when it exits for it, under appendfsync always)
+    ingest = services(compose)["ingest"]
+    assert f"{volume}:/redis-data:ro" in ingest["volumes"]
+    assert ingest["environment"]["GATEWAY_REDIS_DATA_DIR"] == "/redis-data"
 
 
 def test_nothing_but_the_consoles_and_grafana_is_published_on_the_host(compose) -> None:
@@ -382,7 +387,7 @@ def test_hotplug_override_gives_ingest_a_live_dev(docker_compose, tmp_path) -> N
     config = compose_config(docker_compose, tmp_path, "-f", str(HOTPLUG), env_file=example)
     ingest = config["services"]["ingest"]
     assert "devices" not in ingest
-    (volume,) = ingest["volumes"]
+    (volume,) = (v for v in ingest["volumes"] if v["target"] == "/host/dev")
     assert (volume["source"], volume["target"], volume["read_only"]) == ("/dev", "/host/dev", True)
     assert set(ingest["device_cgroup_rules"]) == {"c 188:* rw", "c 166:* rw"}
     port = ingest["environment"]["GATEWAY_SERIAL_PORT"]

@@ -10,6 +10,8 @@ import redis
 
 from gateway_common.streams import DECODER_GROUP, ENTRY_FIELD, PUBLISHER_GROUP, StreamKeys
 from gateway_ctl.main import main, redact
+from gateway_devkit.disks import aof_on_full_device
+from gateway_devkit.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +51,8 @@ def test_nothing_yet(env: StreamKeys, capsys: pytest.CaptureFixture[str]) -> Non
         "consumers": {"decoder": None, "publisher": None},
         "oldest_unpublished_age_s": None,
         "commands": NO_COMMANDS,
+        "redis": {"problems": []},
+        "disk": None,
     }
 
 
@@ -95,6 +99,8 @@ def test_running_gateway(
             "publisher": [{"name": "pub", "pending": 0}],
         },
         "commands": NO_COMMANDS,
+        "redis": {"problems": []},
+        "disk": None,
     }
 
 
@@ -146,6 +152,61 @@ def test_tables_for_people(
     assert "decoder-host" in out
     assert "no group yet" in out  # publisher
     assert "devices: 0" in out
+
+
+def test_a_redis_that_cannot_persist_is_named_and_read_through(
+    monkeypatch: pytest.MonkeyPatch,
+    private_redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Redis refusing writes with MISCONF (its AOF on a device that is full) still answers
+    reads, and status reads them all and names the refusal: no health-check PING (refused too)
+    stands before them."""
+    server = private_redis(appendfsync="everysec")
+    client = server.client()
+    keys = StreamKeys("gw")
+    client.xadd(keys.frames, {ENTRY_FIELD: b"f"})
+    client.xgroup_create(keys.frames, DECODER_GROUP, id="0")
+    client.bgrewriteaof()  # into the AOF's base, safe from the device
+    assert wait_until(lambda: not client.info("persistence")["aof_rewrite_in_progress"])
+    aof_on_full_device(server)
+    monkeypatch.setenv("GATEWAY_REDIS_URL", server.url)
+    monkeypatch.setenv("GATEWAY_STREAM_PREFIX", "gw")
+    monkeypatch.setenv("COLUMNS", "200")
+    status = status_json(capsys)
+    assert status["redis"] == {"problems": ["Redis cannot persist: No space left on device"]}
+    assert status["streams"]["frames"] == {"length": 1, "pending": 0, "lag": 1}
+    main(["status"])
+    assert "redis: Redis cannot persist: No space left on device" in capsys.readouterr().out
+
+
+def test_redis_s_disk_is_shown_also_when_redis_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+    env: StreamKeys,
+    tmp_path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GATEWAY_REDIS_DATA_DIR", str(tmp_path))
+    disk = status_json(capsys)["disk"]
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    assert disk["path"] == str(tmp_path)
+    assert abs(disk["free_bytes"] - free) < 64 << 20
+    assert not disk["low"]
+    assert disk["text"].startswith(f"Redis's data directory {tmp_path} has ")
+
+    monkeypatch.setenv("GATEWAY_DISK_MIN_FREE_MB", str(1 << 40))  # more than any disk
+    main(["status"])
+    assert "(below 1099511627776 MiB): Redis cannot persist once it is full" in (
+        capsys.readouterr().out.replace("\n", "")
+    )
+
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(SystemExit) as exc_info:
+        main(["status"])
+    assert exc_info.value.code == 1
+    err = capsys.readouterr().err
+    assert f"gatewayctl: Redis's data directory {tmp_path} has " in err
+    assert "gatewayctl: cannot reach Redis" in err
 
 
 def test_unreachable_redis_exits_1_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,10 @@ import redis
 
 from gateway_common.entries import FrameEntry, decode_record, encode
 from gateway_dash7 import AddressType, ButtonFile, D7Status, EnergyConfigFile, encode_unsolicited
+from gateway_devkit.disks import aof_on_full_device
 from gateway_devkit.polling import wait_until
+from gateway_devkit.scrape import http_get, sample
+from gateway_devkit.servers import free_port
 
 DECODER = Path(sys.executable).with_name("gateway-decoder")
 
@@ -61,6 +64,47 @@ def test_waits_for_redis_and_resumes_after_it_restarts(private_redis, start_deco
     records = [decode_record(f[b"d"]) for _, f in client.xrange("gw:records")]
     assert {record.device_id for record in records} == {"ABCD"}
     decoder.halt()
+
+
+@pytest.mark.integration
+def test_a_redis_that_cannot_persist_is_waited_out_without_a_restart(private_redis, tmp_path):
+    """Redis refusing writes with MISCONF (its AOF on a device that is full; appendfsync
+    everysec): XREADGROUP is a write, so nothing can be decoded. The decoder names it (health,
+    gauge), never takes the watchdog's way out (a restart changes nothing; its limit is 1 s
+    here), and decodes the waiting frames once Redis can write its AOF again."""
+    redis_server = private_redis(appendfsync="everysec")
+    client = redis_server.client()
+    _frames(client, 3)
+    client.bgrewriteaof()  # the frames into the AOF's base, safe from the device
+    assert wait_until(lambda: not client.info("persistence")["aof_rewrite_in_progress"])
+    aof_on_full_device(redis_server)
+    client = redis_server.client()
+    port, health_file = free_port(), tmp_path / "health.json"
+    env = {
+        **os.environ,
+        "GATEWAY_REDIS_URL": redis_server.url,
+        "GATEWAY_STREAM_PREFIX": "gw",
+        "GATEWAY_METRICS_PORT": str(port),
+        "GATEWAY_HEALTH_FILE": str(health_file),
+        "GATEWAY_UNHEALTHY_EXIT_S": "1",
+        "GATEWAY_BLOCK_MS": "100",
+    }
+    process = subprocess.Popen([str(DECODER)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        reason = "redis: Redis cannot persist: No space left on device"
+        assert wait_until(lambda: reason in http_get(port, "/healthz")[1], 10)
+        assert sample(port, "gateway_redis_refusing_writes", reason="persistence") == 1
+        time.sleep(3)  # three times the unhealthy limit
+        assert process.poll() is None, "the decoder exited while Redis could not persist"
+
+        client.bgrewriteaof()  # a new AOF file, on the disk: Redis can write again
+        assert wait_until(lambda: client.xlen("gw:records") == 3, 15)
+        assert wait_until(lambda: http_get(port, "/healthz") == (200, "ok\n"), 15)
+        assert sample(port, "gateway_redis_refusing_writes", reason="persistence") == 0
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
 
 
 @pytest.mark.integration

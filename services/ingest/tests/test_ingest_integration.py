@@ -18,9 +18,11 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from gateway_common.entries import FrameEntry, decode_frame
+from gateway_common.health import Health
 from gateway_common.lifecycle import StopSignal
 from gateway_common.streams import ENTRY_FIELD, StreamKeys
 from gateway_dash7 import MessageType, RebootReason, encode_frame
+from gateway_devkit.disks import aof_on_full_device
 from gateway_devkit.modem_line import ModemLine
 from gateway_devkit.polling import wait_until
 from gateway_devkit.processes import clean_env
@@ -371,6 +373,53 @@ def test_frames_buffered_while_redis_is_away(
             assert waited >= len(during)
     finally:
         client.close()
+
+
+def test_a_redis_that_cannot_persist_is_named_and_waited_out(
+    modem: ModemServer, private_redis: Callable[..., PrivateRedis], stream_prefix: str
+) -> None:
+    """Redis refusing writes with MISCONF (its AOF on a device that is full: appendfsync
+    everysec) is named in the health reason and the gauge, the frames wait in the buffer, and a
+    restart would not help; the counter the previous ingest saved is still read (reads work,
+    only PING is refused: no health-check PING before it), so the frame missed meanwhile is
+    counted. Once Redis can write its AOF again, the frames go in."""
+    redis_server = private_redis(appendfsync="everysec")
+    keys = StreamKeys(stream_prefix)
+    client = redis.Redis.from_url(redis_server.url)
+    client.hset(keys.ingest_state, mapping={"counter": 3, "after_reboot": 0, "seen_at": "1.0"})
+    client.bgrewriteaof()  # the saved counter into the AOF's base, safe from the device
+    assert wait_until(lambda: not client.info("persistence")["aof_rewrite_in_progress"])
+    aof_on_full_device(redis_server)
+    client = redis.Redis.from_url(redis_server.url)
+    with pytest.raises(redis.ResponseError, match="MISCONF"):
+        client.xadd(keys.frames, {ENTRY_FIELD: b"refused"})
+    frames = _alp_frames(5, 5)  # frame 4 was sent while no ingest ran
+    settings = _settings(modem.url, redis_server.url, stream_prefix)
+    health = Health("ingest")
+    stop = StopSignal()
+    registry = CollectorRegistry()
+    thread = threading.Thread(target=run, args=(settings, stop, registry, health), daemon=True)
+    thread.start()
+    try:
+        modem.accept()
+        modem.send(_wire(frames))
+        assert wait_until(lambda: _sample(registry, "gateway_ingest_buffered_frames") == 5)
+        reason = "redis: cannot write frames: Redis cannot persist: No space left on device"
+        assert wait_until(lambda: reason in health.state().reason), health.state()
+        refusing = "gateway_redis_refusing_writes"
+        assert _sample(registry, refusing, reason="persistence") == 1
+        assert health.state().unhealthy_for_s == 0  # never a reason for the watchdog
+        assert _sample(registry, "gateway_modem_missed_frames_total") == 1
+
+        client.bgrewriteaof()  # a new AOF file, on the disk: Redis can write again
+        _assert_frames(_wait_entries(client, keys.frames, len(frames)), frames)
+        assert wait_until(lambda: _sample(registry, refusing, reason="persistence") == 0)
+        assert wait_until(lambda: "redis" not in health.state().reason), health.state()
+    finally:
+        stop.set("test over")
+        thread.join(10.0)
+        client.close()
+    assert not thread.is_alive(), "ingest did not stop"
 
 
 def test_buffer_full_drops_the_oldest(

@@ -1,9 +1,13 @@
-"""Redis answering with errors (full, wrong type) never stops the publisher, and a full Redis
-still takes the acknowledgements (a private redis-server for the full one)."""
+"""Redis answering with errors (full, wrong type, unable to persist) never stops the publisher,
+and a full Redis still takes the acknowledgements (a private redis-server for the full one)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -11,13 +15,17 @@ import redis
 
 from gateway_common.entries import encode
 from gateway_common.streams import ENTRY_FIELD, PUBLISHER_GROUP
+from gateway_devkit.disks import aof_on_full_device
 from gateway_devkit.polling import wait_until
+from gateway_devkit.scrape import http_get, sample
+from gateway_devkit.servers import free_port
 
 from .test_integration import T0, button, expected, seen
 
 pytestmark = pytest.mark.integration
 
 FILLER_BYTES = 16 * 1024
+PUBLISHER = Path(sys.executable).with_name("gateway-publisher")
 
 
 def fill_up(client: redis.Redis) -> list[str]:
@@ -147,3 +155,55 @@ def test_the_mqtt_session_stays_up_while_redis_is_away(
     assert seen(live.take(1)) == expected(topic_root, [("S1", later)])
     assert live.quiet() == []
     assert wait_until(lambda: stream.outstanding() == 0)
+
+
+def test_a_redis_that_cannot_persist_is_waited_out_without_a_restart(
+    broker, topic_root, subscriber, private_records, clear_retained, tmp_path
+) -> None:
+    """Redis refusing writes with MISCONF (its AOF on a device that is full; appendfsync
+    everysec): XREADGROUP and XACK are writes, so nothing moves. The publisher names it
+    (health, gauge), never takes the watchdog's way out (a restart changes nothing; its limit
+    is 1 s here), and publishes the waiting record once Redis can write its AOF again."""
+    stream, redis_server = private_records, private_records.server
+    live = subscriber(broker.host, broker.port, f"{topic_root}/#")
+    record = button("P1", T0)
+    stream.add(record)
+    stream.client.bgrewriteaof()  # the record into the AOF's base, safe from the device
+    assert wait_until(lambda: not stream.client.info("persistence")["aof_rewrite_in_progress"])
+    aof_on_full_device(redis_server)
+    port, health_file = free_port(), tmp_path / "health.json"
+    env = {
+        **os.environ,
+        "GATEWAY_REDIS_URL": redis_server.url,
+        "GATEWAY_STREAM_PREFIX": stream.keys.prefix,
+        "GATEWAY_TOPIC_ROOT": topic_root,
+        "GATEWAY_MQTT_HOST": broker.host,
+        "GATEWAY_MQTT_PORT": str(broker.port),
+        "GATEWAY_MQTT_TLS": "false",
+        "GATEWAY_MQTT_CLIENT_ID": f"pub-{topic_root}",
+        "GATEWAY_PROJECT_ID": "proj",
+        "GATEWAY_EDGE_NODE_ID": "edge1",
+        "GATEWAY_METRICS_PORT": str(port),
+        "GATEWAY_HEALTH_FILE": str(health_file),
+        "GATEWAY_UNHEALTHY_EXIT_S": "1",
+        "GATEWAY_BLOCK_MS": "200",
+    }
+    process = subprocess.Popen([str(PUBLISHER)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        reason = "redis: Redis cannot persist: No space left on device"
+        assert wait_until(lambda: reason in http_get(port, "/healthz")[1], 10)
+        assert sample(port, "gateway_redis_refusing_writes", reason="persistence") == 1
+        time.sleep(3)  # three times the unhealthy limit
+        assert process.poll() is None, "the publisher exited while Redis could not persist"
+
+        client = redis.Redis.from_url(redis_server.url)
+        client.bgrewriteaof()  # a new AOF file, on the disk: Redis can write again
+        client.close()
+        assert seen(live.take(2, 20)) == expected(topic_root, [("P1", None), ("P1", record)])
+        assert wait_until(lambda: stream.outstanding() == 0, 15)
+        assert wait_until(lambda: http_get(port, "/healthz") == (200, "ok\n"), 15)
+        assert sample(port, "gateway_redis_refusing_writes", reason="persistence") == 0
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""

@@ -18,6 +18,8 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
 
 #: A blocking read (XREADGROUP BLOCK) must never block longer than this socket timeout.
 SOCKET_TIMEOUT_S = 10.0
+#: A connection idle this long is checked (PING) before it is used again.
+HEALTH_CHECK_INTERVAL_S = 30
 
 
 def check_url(url: str) -> None:
@@ -26,15 +28,24 @@ def check_url(url: str) -> None:
 
 
 def connect(
-    url: str, *, timeout_s: float = SOCKET_TIMEOUT_S, connect_timeout_s: float = 5.0
+    url: str,
+    *,
+    timeout_s: float = SOCKET_TIMEOUT_S,
+    connect_timeout_s: float = 5.0,
+    health_checks: bool = True,
 ) -> redis.Redis:
-    """A client for `url` (`redis://`, `rediss://` or `unix://`); it connects lazily."""
+    """A client for `url` (`redis://`, `rediss://` or `unix://`); it connects lazily.
+
+    With `health_checks`, a connection idle for 30 s, or new, is checked with a PING before
+    its next command. Redis refuses PING while it cannot persist (MISCONF), which fails that
+    command, a read too: a short-lived client (gatewayctl, a read at start) goes without.
+    """
     client: redis.Redis = redis.Redis.from_url(
         url,
         socket_timeout=timeout_s,
         socket_connect_timeout=connect_timeout_s,
         socket_keepalive=True,
-        health_check_interval=30,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S if health_checks else 0,
     )
     return client
 

@@ -8,6 +8,7 @@ arguments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from gateway_ctl.errors import EXIT_FAILED, CtlError, redact, redis_session
 from gateway_ctl.output import print_json
 from gateway_ctl.render import render_status
 from gateway_ctl.settings import CtlSettings
-from gateway_ctl.status import collect_status
+from gateway_ctl.status import collect_status, disk_status
 from gateway_ctl.timespec import entry_id, epoch_ms, parse_duration, parse_time
 
 if TYPE_CHECKING:
@@ -141,10 +142,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _status(settings: CtlSettings, args: argparse.Namespace) -> int:
-    with redis_session(settings.redis_url) as client:
-        status = collect_status(
-            client, StreamKeys(settings.stream_prefix), settings.device_interval_s
-        )
+    disk = None
+    if settings.redis_data_dir is not None:
+        disk = disk_status(settings.redis_data_dir, settings.disk_min_free_mb)
+    try:
+        with redis_session(settings.redis_url) as client:
+            status = collect_status(
+                client, StreamKeys(settings.stream_prefix), settings.device_interval_s
+            )
+    except CtlError:
+        if disk is not None:  # why Redis may be away: it exits when its disk is full
+            sys.stderr.write(f"gatewayctl: {disk.text}\n")
+        raise
+    status = dataclasses.replace(status, disk=disk)
     if args.json:
         print_json(status.as_json())
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP
@@ -70,3 +71,10 @@ def render_status(status: GatewayStatus, console: Console) -> None:
     console.print("oldest unpublished record: " + ("none" if age is None else f"{age:.1f} s old"))
     counts = ", ".join(f"{n} {state}" for state, n in status.commands.items() if n)
     console.print(f"downlink commands: {counts or 'none'}")
+    if not status.redis_problems:
+        console.print("redis: ok")
+    for problem in status.redis_problems:
+        console.print(f"redis: [bold red]{escape(problem)}[/bold red]")
+    if status.disk is not None:
+        text = escape(status.disk.text)
+        console.print(f"disk: [bold red]{text}[/bold red]" if status.disk.low else f"disk: {text}")

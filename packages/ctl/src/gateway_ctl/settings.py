@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from gateway_common.devices import DEFAULT_INTERVAL_S
+from gateway_common.disk_space import DEFAULT_MIN_FREE_MB
 from gateway_common.settings import CommonSettings
 
 __all__ = ["CtlSettings"]
@@ -19,3 +22,8 @@ class CtlSettings(CommonSettings):
     downlink_timeout_s: float | None = Field(None, gt=0)
     """How long a command may take (queued, then from its last write to the modem); unset: 3 x
     the device's reporting interval + 60 s."""
+    redis_data_dir: Path | None = None
+    """Redis's data directory as this container sees it (ingest's has the volume, read-only):
+    `status` shows its free space, also while Redis is unreachable. Unset: not shown."""
+    disk_min_free_mb: int = Field(DEFAULT_MIN_FREE_MB, ge=0)
+    """Below this free space, `status` shows Redis's disk as low."""

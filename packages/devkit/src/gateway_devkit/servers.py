@@ -135,8 +135,10 @@ class _PrivateServer:
 class PrivateRedis(_PrivateServer):
     """A redis-server of one's own. `appendfsync` "always" makes every acknowledged write
     survive kill -9, "everysec" is the deployment's AOF, None is no persistence at all (a
-    restarted server starts empty). `extra_args` are more configuration options for its
-    command line (e.g. `("--aof-load-truncated", "yes")`)."""
+    restarted server starts empty). Its AOF goes to `data_dir` (`--dir`; default: `directory`,
+    which keeps its log whatever happens to `data_dir`: a small filesystem that fills up, say).
+    `extra_args` are more configuration options for its command line (e.g.
+    `("--aof-load-truncated", "yes")`)."""
 
     def __init__(
         self,
@@ -144,15 +146,17 @@ class PrivateRedis(_PrivateServer):
         *,
         appendfsync: Literal["always", "everysec"] | None = "everysec",
         extra_args: Sequence[str] = (),
+        data_dir: Path | None = None,
     ) -> None:
         super().__init__("redis-server", directory, "redis.log")
         self.appendfsync = appendfsync
         self.extra_args = tuple(extra_args)
+        self.data_dir = directory if data_dir is None else data_dir
 
     @property
     def aof_dir(self) -> Path:
         """Redis 7's multi-part AOF: a manifest, a base file and incr files (default name)."""
-        return self.directory / "appendonlydir"
+        return self.data_dir / "appendonlydir"
 
     @property
     def url(self) -> str:
@@ -167,7 +171,7 @@ class PrivateRedis(_PrivateServer):
             self.binary,
             "--port", str(self.port),
             "--bind", self.host,
-            "--dir", str(self.directory),
+            "--dir", str(self.data_dir),
             *persistence,
             "--save", "",
             "--logfile", str(self.log),
@@ -181,6 +185,8 @@ class PrivateRedis(_PrivateServer):
         client = self.client()
 
         def answers() -> bool:
+            if not self.alive():
+                return True  # it exited: no use waiting for it
             try:
                 client.ping()
             except (redis.BusyLoadingError, redis.ConnectionError):
@@ -192,6 +198,8 @@ class PrivateRedis(_PrivateServer):
                 raise ServerError(f"redis-server did not answer PING: {self._logs()}")
         finally:
             client.close()
+        if not self.alive():
+            raise ServerError(f"redis-server exited while starting: {self._logs()}")
 
     def client(self) -> redis.Redis:
         return redis.Redis(host=self.host, port=self.port, socket_timeout=10)

@@ -30,6 +30,7 @@ from gateway_common.records import (
     Rejection,
     decode_entry,
 )
+from gateway_common.redis_refusals import refusal_of
 from gateway_common.retention import RetentionRule, StreamRetention
 from gateway_common.streams import DECODER_GROUP, ENTRY_FIELD, StreamKeys
 from gateway_decoder.command_routing import CommandRouting
@@ -119,22 +120,29 @@ class Decoder:
                 self.handle(self._handoff.read_new())
                 backoff.reset()
                 self._health.clear("redis")
-            except REDIS_UNAVAILABLE as exc:
-                self._health.problem("redis", f"unreachable: {type(exc).__name__}")
+                self._metrics.redis_refusals.observe(None)
+            except (*REDIS_UNAVAILABLE, *REDIS_STATE_ERRORS) as exc:
                 delay = backoff.next_delay()
-                self._metrics.redis_errors.inc()
-                log.warning("redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
-                setup_needed = True
-                stop.wait(delay)
-            except REDIS_STATE_ERRORS as exc:
-                # Redis-side state that may clear: set the group up again and retry, not crash.
-                self._health.problem("redis", f"error reply: {str(exc)[:200]}")
-                delay = backoff.next_delay()
-                self._metrics.redis_errors.inc()
-                log.error("redis_error", error=str(exc), retry_in_s=round(delay, 2))  # noqa: TRY400
-                setup_needed = True
+                self._redis_failed(exc, delay)
+                setup_needed = True  # set the group up again: Redis may have lost it
                 stop.wait(delay)
         log.info("decoder_stopped", reason=stop.reason)
+
+    def _redis_failed(self, exc: Exception, retry_in_s: float) -> None:
+        """Unreachable, or an error reply about Redis's state (NOGROUP after it lost its data,
+        MISCONF, OOM...) that may clear: waited out, never a crash."""
+        self._metrics.redis_errors.inc()
+        refusal = refusal_of(exc)
+        self._metrics.redis_refusals.observe(refusal)
+        if isinstance(exc, REDIS_UNAVAILABLE):
+            self._health.problem("redis", f"unreachable: {type(exc).__name__}")
+            log.warning("redis_unavailable", error=str(exc), retry_in_s=round(retry_in_s, 2))
+            return
+        if refusal is None:
+            self._health.problem("redis", f"error reply: {str(exc)[:200]}")
+        else:  # Redis's disk or memory: a restart of this decoder would change nothing
+            self._health.problem("redis", refusal.text, restart_helps=False)
+        log.error("redis_error", error=str(exc), retry_in_s=round(retry_in_s, 2))
 
     def claim_idle(self, stop: StopSignal) -> None:
         """Claim and handle every frame pending longer than claim_idle_ms, batch by batch."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from gateway_common.redis_refusals import RefusalGauge
+
 __all__ = ["DecoderMetrics"]
 
 
@@ -36,9 +38,10 @@ class DecoderMetrics:
         )
         self.redis_errors = Counter(
             "gateway_decoder_redis_errors",
-            "Times Redis was unreachable and the decoder backed off",
+            "Times Redis was unreachable or answered with an error and the decoder backed off",
             registry=self.registry,
         )
+        self.redis_refusals = RefusalGauge(self.registry)
 
         self.command_answers = Counter(
             "gateway_command_answers",

@@ -48,6 +48,7 @@ from gateway_common.devices import DEFAULT_INTERVAL_S, DeviceEntry, RegistryErro
 from gateway_common.entries import EntryError, decode_command
 from gateway_common.logs import get_logger
 from gateway_common.redis_conn import ensure_group
+from gateway_common.redis_refusals import refusal_of
 from gateway_common.streams import ENTRY_FIELD, INGEST_GROUP
 from gateway_dash7 import (
     ENERGY_CONFIG_FILE_ID,
@@ -240,9 +241,9 @@ class Downlink:
                 log.warning(
                     "downlink_redis_error", error=str(exc)[:200], retry_in_s=round(delay, 2)
                 )
-                self._health.problem(
-                    "downlink", f"Redis: {type(exc).__name__}", restart_helps=False
-                )
+                refusal = refusal_of(exc)
+                reason = f"Redis: {type(exc).__name__}" if refusal is None else refusal.text
+                self._health.problem("downlink", reason, restart_helps=False)
                 setup_needed = True
                 stop.wait(delay)
             except Exception:  # the loop's boundary: a bug must not end the downlink for good

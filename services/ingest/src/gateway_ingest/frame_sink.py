@@ -32,6 +32,7 @@ from gateway_common.backoff import Backoff
 from gateway_common.entries import FrameEntry, encode
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
+from gateway_common.redis_refusals import describe, refusal_of
 from gateway_common.streams import ENTRY_FIELD
 from gateway_dash7 import COUNTER_VALUES, CounterPosition
 
@@ -271,9 +272,10 @@ class FrameSink:
             )
             self._failing = True
             self._aof_settled = False  # Redis may come back from a restart
+            self._metrics.redis_refusals.observe(refusal_of(exc))
             # A restart would throw the buffer away: unhealthy, but never a reason to exit.
             self._health.problem(
-                "redis", f"cannot write frames: {type(exc).__name__}", restart_helps=False
+                "redis", f"cannot write frames: {describe(exc)}", restart_helps=False
             )
             return False
         except Exception:  # per-batch boundary: a bug must not end the writer thread
@@ -283,6 +285,7 @@ class FrameSink:
             return False
         if self._failing:
             self._failing = False
+            self._metrics.redis_refusals.observe(None)
             self._health.clear("redis")
             self._health.clear("sink")
             log.info("redis_write_resumed", buffered=self.buffered)

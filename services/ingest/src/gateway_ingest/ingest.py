@@ -24,6 +24,7 @@ from gateway_common import redis_conn
 from gateway_common.backoff import Backoff
 from gateway_common.command_metrics import CommandMetrics
 from gateway_common.command_store import CommandStore
+from gateway_common.disk_space import DiskWatch
 from gateway_common.entries import FrameEntry
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
@@ -330,7 +331,10 @@ _SEED_TIMEOUT_S = 0.3
 
 def _load_seed_quickly(redis_url: str, key: str) -> CounterState | None:
     client = redis_conn.connect(
-        redis_url, timeout_s=_SEED_TIMEOUT_S, connect_timeout_s=_SEED_TIMEOUT_S
+        redis_url,
+        timeout_s=_SEED_TIMEOUT_S,
+        connect_timeout_s=_SEED_TIMEOUT_S,
+        health_checks=False,  # its PING is refused while Redis cannot persist; the read is not
     )
     try:
         return load_counter_state(client, key)
@@ -397,6 +401,11 @@ def run(
         buffer_frames=settings.buffer_frames,
         buffer_overflow="drop_oldest",
     )
+    if settings.redis_data_dir is not None:
+        # Redis itself cannot say its disk is full when it exits for it (appendfsync always).
+        DiskWatch(
+            settings.redis_data_dir, settings.disk_min_free_mb << 20, health, metrics.registry
+        ).start(stop)
     sink.start()
     downlink.start(stop)
     try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gateway_common.redis_refusals import RefusalGauge
+
 __all__ = ["HANDOFF_BUCKETS_S", "IngestMetrics"]
 
 #: Fine around the 1 ms a frame should take to reach Redis, coarse up to a long Redis outage.
@@ -105,6 +107,7 @@ class IngestMetrics:
             ["kind"],
             registry=registry,
         )
+        self.redis_refusals = RefusalGauge(registry)
         for kind in ("crc", "sync", "truncated", "counter_gap"):
             self.serial_errors.labels(kind=kind)
         for reason in ("ingest_restarted", "modem_rebooted", "write_failed"):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator, model_validator
 
+from gateway_common.disk_space import DEFAULT_MIN_FREE_MB, check_dir
 from gateway_common.settings import CommonSettings
 
 __all__ = ["IngestSettings"]
@@ -36,6 +39,16 @@ class IngestSettings(CommonSettings):
     """Access class of every downlink request; unset: the one of the device's last D7 status."""
     device_interval_s: float = Field(600, gt=0)
     """Reporting interval assumed for a device that has not reported one (dormant timeout)."""
+    redis_data_dir: Path | None = None
+    """Redis's data directory as this container sees it (the volume, read-only): its free space
+    is watched (gateway_common.disk_space). Unset: not watched."""
+    disk_min_free_mb: int = Field(DEFAULT_MIN_FREE_MB, ge=0)
+    """Below this free space on Redis's disk, ingest reports the disk low (health, metric)."""
+
+    @field_validator("redis_data_dir")
+    @classmethod
+    def _data_dir_readable(cls, path: Path | None) -> Path | None:
+        return check_dir(path)
 
     @field_validator("serial_port")
     @classmethod

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from gateway_common.redis_refusals import RefusalGauge
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -54,6 +56,7 @@ class PublisherMetrics:
             "Times Redis was unreachable or answered with an error and the publisher backed off",
             registry=registry,
         )
+        self.redis_refusals = RefusalGauge(registry)
 
         self.dcmd_messages = Counter(
             "gateway_dcmd_messages_total",

@@ -24,6 +24,7 @@ from gateway_common.backoff import Backoff
 from gateway_common.health import Health
 from gateway_common.logs import get_logger
 from gateway_common.redis_conn import REDIS_UNAVAILABLE
+from gateway_common.redis_refusals import refusal_of
 from gateway_publisher.answers import Answers
 from gateway_publisher.inflight import InFlight
 from gateway_publisher.intake import Intake
@@ -122,8 +123,10 @@ class Publisher:
                 self._step()
                 backoff.reset()
                 self._health.clear("redis")
+                self._metrics.redis_refusals.observe(None)
             except REDIS_UNAVAILABLE as exc:
                 self._health.problem("redis", f"unreachable: {type(exc).__name__}")
+                self._metrics.redis_refusals.observe(None)
                 delay = backoff.next_delay()
                 log.warning("redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
                 self._wait_out(delay)
@@ -131,7 +134,12 @@ class Publisher:
             except REDIS_ERRORS as exc:
                 # An error reply (OOM, MISCONF, READONLY, WRONGTYPE...): Redis-side state that
                 # may clear. Set up again and retry rather than crash.
-                self._health.problem("redis", f"error reply: {str(exc)[:200]}")
+                refusal = refusal_of(exc)
+                self._metrics.redis_refusals.observe(refusal)
+                if refusal is None:
+                    self._health.problem("redis", f"error reply: {str(exc)[:200]}")
+                else:  # Redis's disk or memory: a restart of the publisher would change nothing
+                    self._health.problem("redis", refusal.text, restart_helps=False)
                 delay = backoff.next_delay()
                 log.error("redis_error", error=str(exc), retry_in_s=round(delay, 2))  # noqa: TRY400
                 self._wait_out(delay)
