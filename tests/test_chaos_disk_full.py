@@ -57,6 +57,7 @@ from gateway_devkit.servers import PrivateBroker, PrivateRedis, free_port
 
 from .readings import expected_metrics, frame_of, ranges, seq_of_ddata
 from .seeds import choose_seed, full_scale
+from .test_chaos import group_state
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -182,16 +183,6 @@ def missing_signs(mode: str, services: Supervisor, ports: dict[str, int]) -> lis
         elif name != "ingest" and "redis: unreachable" not in health[name]:
             missing.append(f"{name}'s health: {health[name]!r}")  # Redis is gone: no reason
     return missing
-
-
-def group_state(client: redis.Redis, stream: str, group: str) -> tuple[int, int | None]:
-    groups: Any = client.xinfo_groups(stream)
-    for info in groups:
-        name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
-        if name == group:
-            lag = info.get("lag")
-            return int(info["pending"]), None if lag is None else int(lag)
-    raise AssertionError(f"no group {group} on {stream}")
 
 
 @dataclass

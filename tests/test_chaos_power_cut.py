@@ -68,8 +68,9 @@ from gateway_devkit.polling import wait_until
 from gateway_devkit.processes import Supervisor, clean_env
 from gateway_devkit.servers import PrivateBroker, PrivateRedis
 
-from .readings import ddata_topic, expected_metrics, frame_of, ranges, seq_of_ddata
+from .readings import ddata_topic, expected_metrics, frame_of, ranges
 from .seeds import choose_seed, scaled
+from .test_chaos import group_state, seq_in
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -761,21 +762,6 @@ def final_frames(client: redis.Redis, seq_of: dict[bytes, int]) -> dict[str, Acc
     return out
 
 
-def delivery_state(client: redis.Redis, stream: str, group: str) -> tuple[int, bool]:
-    """(pending, every entry delivered) of a consumer group. Not XINFO's lag: Redis 7.0 restores
-    a group's entries-read from the AOF's base after a rewrite and forgets the deliveries since,
-    so after a restart the lag can count entries the group has long had."""
-    info: Any = client.xinfo_stream(stream)
-    groups: Any = client.xinfo_groups(stream)
-    (found,) = [g for g in groups if g["name"].decode() == group]
-    last = aof.parse_id(info["last-generated-id"])
-    return int(found["pending"]), aof.parse_id(found["last-delivered-id"]) >= last
-
-
-def seq_in(message: Received) -> int | None:
-    return seq_of_ddata(message.topic, message.payload)
-
-
 def test_power_cuts_keep_what_redis_acknowledged(
     redis_server: PrivateRedis,
     scratch_redis: PrivateRedis,
@@ -829,21 +815,21 @@ def test_power_cuts_keep_what_redis_acknowledged(
         unread = paced_line.unread()
         if frames_len != last_len or unread or not services.current("ingest").alive():
             last_len, still_since = frames_len, time.monotonic()
-        decoder_state = delivery_state(client, KEYS.frames, DECODER_GROUP)
-        publisher_state = delivery_state(client, KEYS.records, PUBLISHER_GROUP)
+        decoder_state = group_state(client, KEYS.frames, DECODER_GROUP)
+        publisher_state = group_state(client, KEYS.records, PUBLISHER_GROUP)
         received = {seq_in(m) for m in durable_subscriber.snapshot()}
         missing = {a.seq for a in final_frames(client, seq_of).values()} - received
         if (
             time.monotonic() - still_since >= STILL_S
-            and decoder_state == (0, True)
-            and publisher_state == (0, True)
+            and decoder_state == (0, 0)
+            and publisher_state == (0, 0)
             and not missing
         ):
             break
         if time.monotonic() > deadline:
             pytest.fail(
                 f"{tag} not drained after {DRAIN_TIMEOUT_S} s: {unread} bytes unread, "
-                f"{frames_len} frames, (pending, all delivered) decoder {decoder_state}, publisher "
+                f"{frames_len} frames, (pending, lag) decoder {decoder_state}, publisher "
                 f"{publisher_state}, {len(missing)} surviving readings not received "
                 f"({ranges(missing)})\n" + services.logs()
             )

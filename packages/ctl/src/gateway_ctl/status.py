@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 from gateway_common.command_store import CommandStore
 from gateway_common.devices import DEFAULT_INTERVAL_S
 from gateway_common.disk_space import low_space_reason, measure
+from gateway_common.group_info import read_group
 from gateway_common.redis_refusals import refusal_of
 from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP
 from gateway_ctl.devices import collect_devices, count_stale
@@ -150,25 +151,18 @@ def _text(value: bytes | str) -> str:
 
 
 def _group(client: redis.Redis, stream: str, name: str) -> GroupStatus | None:
-    try:
-        groups = client.xinfo_groups(stream)
-    except ResponseError as exc:
-        if "no such key" in str(exc).lower():
-            return None
-        raise
-    info = next((g for g in groups if _text(g["name"]) == name), None)
+    info = read_group(client, stream, name)
     if info is None:
         return None
     consumers = tuple(
         ConsumerStatus(_text(c["name"]), int(c["pending"]), int(c["idle"]))
         for c in client.xinfo_consumers(stream, name)
     )
-    lag = info.get("lag")
     return GroupStatus(
         name=name,
-        pending=int(info["pending"]),
-        lag=None if lag is None else int(lag),
-        last_delivered_id=_text(info["last-delivered-id"]),
+        pending=info.pending,
+        lag=info.lag,
+        last_delivered_id=info.last_delivered_id,
         consumers=consumers,
     )
 
