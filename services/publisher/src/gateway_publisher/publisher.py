@@ -235,7 +235,8 @@ class Publisher:
 
     def _read(self, count: int, *, block: bool) -> list[StreamEntry]:
         # While blocked on Redis nobody serves the MQTT link: keep-alives need it now and then.
-        block_ms = min(self._opt.block_ms, int(self._link.max_idle_s * 1000))
+        # At least 1 ms: XREADGROUP BLOCK 0 would wait forever.
+        block_ms = max(1, min(self._opt.block_ms, int(self._link.max_idle_s * 1000)))
         return self._intake.read(count, block_ms if block else None, self._ids_in_hand)
 
     def _ids_in_hand(self) -> set[str]:
@@ -345,6 +346,9 @@ class Publisher:
                 self._suspect(event)
                 self._forget_in_flight()
         elif isinstance(event, PublishOutcome) and event.generation == self._generation:
+            waited = self._inflight.waited(event.mid)
+            if waited is not None:
+                self._metrics.puback.observe(waited)
             ready = self._answers.handle(event, self._ready)
             if ready is not None:
                 self._delivered(ready)
