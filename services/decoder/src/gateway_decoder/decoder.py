@@ -120,6 +120,9 @@ class Decoder:
                 backoff.reset()
                 self._health.clear("redis")
             except REDIS_UNAVAILABLE as exc:
+                # Back from the call that failed (first, so that the health file written for
+                # the problem carries it): backing off is not being wedged.
+                self._health.beat()
                 self._health.problem("redis", f"unreachable: {type(exc).__name__}")
                 delay = backoff.next_delay()
                 self._metrics.redis_errors.inc()
@@ -128,6 +131,7 @@ class Decoder:
                 stop.wait(delay)
             except REDIS_STATE_ERRORS as exc:
                 # Redis-side state that may clear: set the group up again and retry, not crash.
+                self._health.beat()
                 self._health.problem("redis", f"error reply: {str(exc)[:200]}")
                 delay = backoff.next_delay()
                 self._metrics.redis_errors.inc()

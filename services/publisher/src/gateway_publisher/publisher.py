@@ -123,6 +123,9 @@ class Publisher:
                 backoff.reset()
                 self._health.clear("redis")
             except REDIS_UNAVAILABLE as exc:
+                # Back from the call that failed (first, so that the health file written for
+                # the problem carries it): waiting it out is not being wedged.
+                self._health.beat()
                 self._health.problem("redis", f"unreachable: {type(exc).__name__}")
                 delay = backoff.next_delay()
                 log.warning("redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
@@ -131,6 +134,7 @@ class Publisher:
             except REDIS_ERRORS as exc:
                 # An error reply (OOM, MISCONF, READONLY, WRONGTYPE...): Redis-side state that
                 # may clear. Set up again and retry rather than crash.
+                self._health.beat()
                 self._health.problem("redis", f"error reply: {str(exc)[:200]}")
                 delay = backoff.next_delay()
                 log.error("redis_error", error=str(exc), retry_in_s=round(delay, 2))  # noqa: TRY400
@@ -146,6 +150,7 @@ class Publisher:
         # 1.5 x the keep-alive must not cost the session and a republished window.
         deadline = time.monotonic() + delay_s
         while not self._stop.is_set():
+            self._health.beat()  # the loop is alive: it waits out Redis and serves the link
             left = deadline - time.monotonic()
             if left <= 0:
                 return
