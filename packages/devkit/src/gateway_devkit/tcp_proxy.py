@@ -403,6 +403,8 @@ class TcpProxy:
 
     def _write(self, conn: _Connection, sock: socket.socket) -> None:
         flow = conn.up if sock is conn.target else conn.down
+        if conn.mode is not Mode.FORWARD or not flow.out:
+            return  # dead (or emptied) since select() returned: nothing is delivered
         try:
             sent = sock.send(flow.out)
         except BlockingIOError:
