@@ -16,11 +16,12 @@ so that keep-alive pings go out in time and a silent link is found in time.
 A link that goes silent without closing (a NAT or a 4G router that dropped its state: the
 connection is dead, but no FIN or RST ever comes) is given up once nothing has arrived from
 the broker for 1.5 x the keep-alive (the bound MQTT sets the broker for its clients), and the
-link reconnects. paho alone would take about twice the keep-alive: after a keep-alive without
+link reconnects. paho alone may take up to twice the keep-alive: after a keep-alive without
 bytes it sends a PINGREQ and restarts its own timers, then waits another whole keep-alive for
-the PINGRESP. The link notes when bytes arrive (each `loop_read` its select asked for) and, at
-the limit, shuts the socket down: paho reads the end of the stream and reports the connection lost
-through its ordinary path (public API only). The limit is never less than half a keep-alive
+the PINGRESP (a ping it sent just before the silence began gives it up sooner). The link notes
+when bytes arrive (each `loop_read` its select asked for) and, at the limit, shuts the socket
+down: paho reads the end of the stream and reports the connection lost through its ordinary
+path (public API only). The limit is never less than half a keep-alive
 after the pass that let paho send its ping, so a holder that came back late (a blocking Redis
 call) does not take a link for dead before a ping could be answered.
 
