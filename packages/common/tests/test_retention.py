@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from gateway_common.redis_conn import connect
 from gateway_common.retention import RetentionRule, StreamRetention, trim_stream
 
 pytestmark = pytest.mark.integration
@@ -370,3 +372,33 @@ def test_retention_survives_redis_errors(redis_client: redis.Redis, stream_prefi
 def test_negative_retention_is_refused(redis_client: redis.Redis, stream_prefix: str) -> None:
     with pytest.raises(ValueError, match="negative"):
         trim_stream(redis_client, f"{stream_prefix}:x", retention_ms=-1, required_groups=())
+
+
+def test_a_silent_redis_costs_one_socket_timeout_per_pass() -> None:
+    """Every stream would wait out the same silent socket: the pass ends at the first timeout,
+    the streams not tried count as failed (a service's loop turn stays short)."""
+    timeout_s = 0.3
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # never accepts, never answers
+        client = connect(
+            f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+            timeout_s=timeout_s,
+            connect_timeout_s=timeout_s,
+        )
+        registry = CollectorRegistry()
+        streams = ("silent:frames", "silent:dead", "silent:records")
+        retention = StreamRetention(
+            client,
+            [RetentionRule(stream, 0.0, ()) for stream in streams],
+            interval_s=60.0,
+            registry=registry,
+        )
+        started = time.monotonic()
+        assert retention.run_once() == {}
+        took = time.monotonic() - started
+        client.close()
+    assert took < 2 * timeout_s, took
+    errors = [
+        registry.get_sample_value("gateway_stream_trim_errors_total", {"stream": stream})
+        for stream in streams
+    ]
+    assert errors == [1, 1, 1]

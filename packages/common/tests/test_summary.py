@@ -10,6 +10,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gateway_common.command_metrics import CommandMetrics
 from gateway_common.lifecycle import StopSignal
 from gateway_common.logs import configure_logging
 from gateway_common.summary import LogSummary, start_log_summary
@@ -48,6 +49,19 @@ def test_counters_are_deltas_gauges_are_values() -> None:
         "serial_connected": 0,
         "publish_latency_seconds_count": 0,
     }
+
+
+def test_a_collector_counting_in_integers_is_summed_too() -> None:
+    """A custom collector may report ints (the downlink's totals, read from Redis): int - int is
+    an int, which has no is_integer() before Python 3.12. Found by a run longer than two
+    summary intervals: ingest's summary thread died with a traceback."""
+    registry = CollectorRegistry()
+    metrics = CommandMetrics(registry)
+    summary = LogSummary(registry)
+    metrics.set_totals({"queued": 2})
+    assert summary.fields()["commands"]["queued"] == 2
+    metrics.set_totals({"queued": 5})
+    assert summary.fields()["commands"]["queued"] == 3
 
 
 @pytest.fixture

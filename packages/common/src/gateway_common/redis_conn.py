@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, ResponseError
+from redis.retry import Retry
 
 __all__ = ["REDIS_UNAVAILABLE", "check_url", "connect", "ensure_group"]
 
@@ -39,6 +41,11 @@ def connect(
     With `health_checks`, a connection idle for 30 s, or new, is checked with a PING before
     its next command. Redis refuses PING while it cannot persist (MISCONF), which fails that
     command, a read too: a short-lived client (gatewayctl, a read at start) goes without.
+
+    No retries of redis-py's own (its constructor's default is 10, on timeouts too): a call on
+    a silent socket fails once, after `timeout_s`, and the service's loop decides (it backs off
+    and reads its pending entries again). Hidden retries would multiply every bound of
+    docs/guarantees.md, and repeat a command whose first copy reached Redis.
     """
     client: redis.Redis = redis.Redis.from_url(
         url,
@@ -46,6 +53,7 @@ def connect(
         socket_connect_timeout=connect_timeout_s,
         socket_keepalive=True,
         health_check_interval=HEALTH_CHECK_INTERVAL_S if health_checks else 0,
+        retry=Retry(NoBackoff(), 0),
     )
     return client
 

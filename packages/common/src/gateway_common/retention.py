@@ -47,6 +47,7 @@ import redis
 from prometheus_client import CollectorRegistry, Counter
 
 from gateway_common.logs import get_logger
+from gateway_common.redis_conn import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
@@ -232,9 +233,13 @@ class StreamRetention:
         self.run_once()
 
     def run_once(self) -> dict[str, int]:
-        """Trim every stream now; return the entries trimmed per stream (failed ones absent)."""
+        """Trim every stream now; return the entries trimmed per stream (failed ones absent).
+
+        An error reply fails one stream only; an unreachable or silent Redis ends the pass (the
+        next stream would wait out the same socket timeout): the streams left count as failed.
+        """
         done: dict[str, int] = {}
-        for rule in self._rules:
+        for index, rule in enumerate(self._rules):
             try:
                 result = self._trim(
                     rule.stream,
@@ -243,13 +248,19 @@ class StreamRetention:
                     rule.max_entries,
                 )
             except redis.RedisError as exc:
-                self._errors.labels(stream=rule.stream).inc()
+                unreachable = isinstance(exc, REDIS_UNAVAILABLE)
+                left = self._rules[index:] if unreachable else (rule,)
+                for failed in left:
+                    self._errors.labels(stream=failed.stream).inc()
                 log.warning(
                     "stream_trim_failed",
                     stream=rule.stream,
                     error=str(exc)[:200],
                     error_type=type(exc).__name__,
+                    not_tried=[r.stream for r in left[1:]],
                 )
+                if unreachable:
+                    break
                 continue
             done[rule.stream] = result.trimmed
             if result.trimmed:

@@ -81,6 +81,7 @@ class LogSummary:
 
 
 def _number(value: float) -> int | float:
+    value = float(value)  # a custom collector may give ints (no is_integer before 3.12)
     return int(value) if value.is_integer() else round(value, 3)
 
 

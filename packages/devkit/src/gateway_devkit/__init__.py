@@ -8,6 +8,8 @@ not installed in the image.
 - `modem_line`: a pty pair playing the modem's serial line, paced at its rate if asked;
 - `polling`: the one bounded wait on a condition;
 - `scrape`: a service's /metrics and /healthz on loopback;
+- `tcp_proxy`: a TCP proxy on loopback that can go silent, blackhole the connections it has or
+  delay what it forwards (the silent-network and slow-broker tests);
 - `fixtures`: all of it as pytest fixtures (a plugin named in the root conftest.py);
 - `bench`, `demo`: `make bench` (gateway-bench) and `make demo` (gateway-demo);
 - `soak`: the soak's measurements (tests/test_soak.py): samples, tally, CSV and plot.

@@ -131,6 +131,9 @@ class Decoder:
     def _redis_failed(self, exc: Exception, retry_in_s: float) -> None:
         """Unreachable, or an error reply about Redis's state (NOGROUP after it lost its data,
         MISCONF, OOM...) that may clear: waited out, never a crash."""
+        # Back from the call that failed (first, so that the health file written for the
+        # problem carries it): backing off is not being wedged.
+        self._health.beat()
         self._metrics.redis_errors.inc()
         refusal = refusal_of(exc)
         self._metrics.redis_refusals.observe(refusal)

@@ -10,10 +10,13 @@ they come; until then they still occupy the window (the broker counts them).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gateway_publisher.intake import Ready
 
 __all__ = ["InFlight", "Sent"]
@@ -30,10 +33,13 @@ class Sent:
     """A DDATA: the mid of its device's DBIRTH while that DBIRTH is not answered yet."""
     taken_back: bool = False
     """A DDATA whose DBIRTH was refused: its record is handled already, ignore its answer."""
+    sent_at: float = 0.0
+    """When it was published (the in-flight clock, time.monotonic() by default)."""
 
 
 class InFlight:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._sent: dict[int, Sent] = {}
         self._births: dict[str, int] = {}
         """Device id -> mid of its DBIRTH not answered yet."""
@@ -47,12 +53,17 @@ class InFlight:
         self._births.clear()
 
     def add_birth(self, mid: int, device_id: str) -> None:
-        self._sent[mid] = Sent(device_id, None)
+        self._sent[mid] = Sent(device_id, None, sent_at=self._clock())
         self._births[device_id] = mid
 
     def add_data(self, mid: int, ready: Ready) -> None:
         device_id = ready.record.device_id
-        self._sent[mid] = Sent(device_id, ready, self._births.get(device_id))
+        self._sent[mid] = Sent(device_id, ready, self._births.get(device_id), sent_at=self._clock())
+
+    def waited(self, mid: int) -> float | None:
+        """Seconds since message `mid` was published (None: not one of this connection's)."""
+        sent = self._sent.get(mid)
+        return None if sent is None else self._clock() - sent.sent_at
 
     def pop(self, mid: int) -> Sent | None:
         """The message answered by the broker (None: not one of this connection's)."""

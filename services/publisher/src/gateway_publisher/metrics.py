@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["PublisherMetrics"]
 
 _LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0, 3600.0)
+_PUBACK_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class PublisherMetrics:
@@ -32,6 +33,12 @@ class PublisherMetrics:
             "gateway_publish_latency_seconds",
             "From the frame's receive time at ingest to the broker's PUBACK",
             buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.puback = Histogram(
+            "gateway_mqtt_puback_seconds",
+            "From a QoS 1 publish (DDATA or DBIRTH) to the broker's answer (its round trip)",
+            buckets=_PUBACK_BUCKETS_S,
             registry=registry,
         )
         self.backlog = Gauge(

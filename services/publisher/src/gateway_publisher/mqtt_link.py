@@ -11,7 +11,19 @@ connection. Each successful connection gets a new generation number, so the publ
 when it must send DBIRTHs again and republish what was in flight.
 
 Whoever holds a link must call `next_event` or `wait_connected` at least every `max_idle_s`,
-so that keep-alive pings go out in time.
+so that keep-alive pings go out in time and a silent link is found in time.
+
+A link that goes silent without closing (a NAT or a 4G router that dropped its state: the
+connection is dead, but no FIN or RST ever comes) is given up once nothing has arrived from
+the broker for 1.5 x the keep-alive (the bound MQTT sets the broker for its clients), and the
+link reconnects. paho alone may take up to twice the keep-alive: after a keep-alive without
+bytes it sends a PINGREQ and restarts its own timers, then waits another whole keep-alive for
+the PINGRESP (a ping it sent just before the silence began gives it up sooner). The link notes
+when bytes arrive (each `loop_read` its select asked for) and, at the limit, shuts the socket
+down: paho reads the end of the stream and reports the connection lost through its ordinary
+path (public API only). The limit is never less than half a keep-alive
+after the pass that let paho send its ping, so a holder that came back late (a blocking Redis
+call) does not take a link for dead before a ping could be answered.
 
 With the downlink on, the link subscribes (QoS 1) to the commands' topic filter on every new
 connection, and each message that arrives becomes an event too (`Incoming`). Its PUBACK is
@@ -28,7 +40,9 @@ Two paho behaviours are deliberately bypassed:
 
 from __future__ import annotations
 
+import contextlib
 import select
+import socket
 import ssl
 import time
 from collections import deque
@@ -49,6 +63,7 @@ if TYPE_CHECKING:
     from paho.mqtt.reasoncodes import ReasonCode
 
 __all__ = [
+    "SILENCE_LIMIT",
     "ConnectionLost",
     "Incoming",
     "LinkEvent",
@@ -70,6 +85,11 @@ _FIRST_FAILURE_CODE = 0x80
 _REFUSALS = frozenset({0x80, 0x81, 0x82, 0x83, 0x87, 0x90, 0x93, 0x95, 0x99, 0x9A, 0x9B})
 #: How long `close` keeps trying to write the DISCONNECT.
 _CLOSE_TIMEOUT_S = 1.0
+#: Keep-alives without a byte from the broker after which the link is dead (MQTT v5 §3.1.2.10
+#: gives the broker the same bound for its clients).
+SILENCE_LIMIT = 1.5
+#: Keep-alives a PINGREQ may wait for its answer before the link is dead.
+_PING_ANSWER = SILENCE_LIMIT - 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +187,13 @@ class MqttLink:
         )
         self._next_attempt = 0.0
         """time.monotonic() of the next connection attempt, while there is no socket."""
+        self._heard_at = 0.0
+        """time.monotonic() when bytes last arrived on the socket (or it was opened)."""
+        self._pinged_by: float | None = None
+        """The first pass at least a keep-alive after `_heard_at`: paho has sent its PINGREQ by
+        then (or given the connection up itself)."""
+        self._silent_reason: str | None = None
+        """Why the link is being given up for silent, until paho reports the disconnection."""
         client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=paho.MQTTv5
         )
@@ -213,9 +240,13 @@ class MqttLink:
         """The longest the holder may go without calling `next_event` or `wait_connected`.
 
         paho pings once the link has been silent for the keep-alive; the broker waits 1.5 times
-        the keep-alive: a quarter of it late still leaves a margin.
+        the keep-alive: a quarter of it late still leaves a margin. Less when the link's own next
+        check (its ping, or the end of its silence limit) comes sooner; 0 when it is due.
         """
-        return self._config.keepalive_s / 4
+        quarter = self._config.keepalive_s / 4
+        if self._client.socket() is None:
+            return quarter
+        return max(0.0, min(quarter, self._next_check() - time.monotonic()))
 
     def start(self) -> None:
         """Connect at the first `wait_connected`; the link keeps reconnecting until `close`."""
@@ -295,13 +326,61 @@ class MqttLink:
         pending = getattr(sock, "pending", None)
         buffered = pending is not None and pending() > 0
         wlist = [sock] if client.want_write() else []
-        readable, writable, _ = select.select([sock], wlist, [], 0.0 if buffered else timeout_s)
+        wait_s = min(timeout_s, max(0.0, self._next_check() - time.monotonic()))
+        readable, writable, _ = select.select([sock], wlist, [], 0.0 if buffered else wait_s)
         if readable or buffered:
             client.loop_read()
+            # Noted after paho's read, so never before paho's own note of it: when this says
+            # a keep-alive has passed, paho's check in loop_misc says so too.
+            self._heard_at = time.monotonic()
+            self._pinged_by = None
         if writable and client.socket() is not None:
             client.loop_write()
         if client.socket() is not None:
             client.loop_misc()
+        if client.socket() is not None:
+            self._check_silence()
+
+    def _next_check(self) -> float:
+        """time.monotonic() when the silence of the link must be looked at next: a keep-alive
+        after the last bytes (paho pings then), or the end of the silence limit."""
+        if self._pinged_by is None:
+            return self._heard_at + self._config.keepalive_s
+        return self._silence_limit(self._pinged_by)
+
+    def _silence_limit(self, pinged_by: float) -> float:
+        keepalive = self._config.keepalive_s
+        return max(self._heard_at + SILENCE_LIMIT * keepalive, pinged_by + _PING_ANSWER * keepalive)
+
+    def _check_silence(self) -> None:
+        """Give the connection up when the broker has been silent past the limit."""
+        now = time.monotonic()
+        if self._pinged_by is None:
+            if now < self._heard_at + self._config.keepalive_s:
+                return
+            self._pinged_by = now  # paho's loop_misc has just pinged (or did before)
+        if now < self._silence_limit(self._pinged_by):
+            return
+        silent_s = now - self._heard_at
+        sock = self._client.socket()
+        if sock is None:
+            return
+        log.warning(
+            "mqtt_link_silent",
+            silent_s=round(silent_s, 2),
+            keepalive_s=self._config.keepalive_s,
+            generation=self._generation,
+            connected=self._connected,
+        )
+        self._silent_reason = (
+            f"nothing from the broker for {silent_s:.1f} s "
+            f"(keep-alive {self._config.keepalive_s} s)"
+        )
+        if isinstance(sock, socket.socket):  # TCP, or TLS over it: the transports configured
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        # paho reads the end of the stream: the connection is lost, on_disconnect says so.
+        self._client.loop_read()
 
     def _connect(self) -> None:
         log.debug("mqtt_connecting", host=self._config.host, port=self._config.port)
@@ -315,6 +394,9 @@ class MqttLink:
                 error=str(exc),
             )
             self._schedule_reconnect()
+            return
+        self._heard_at = time.monotonic()  # the CONNACK is due within the keep-alive
+        self._pinged_by = None
 
     def _schedule_reconnect(self) -> None:
         self._next_attempt = time.monotonic() + self._backoff.next_delay()
@@ -368,19 +450,21 @@ class MqttLink:
     ) -> None:
         was_connected = self._connected
         self._connected = False
+        silent, self._silent_reason = self._silent_reason, None
         if self._started:
             self._schedule_reconnect()
         if was_connected:
-            emit = log.warning if reason_code.is_failure else log.info
+            emit = log.warning if reason_code.is_failure or silent else log.info
             from_broker = flags.is_disconnect_packet_from_server
             refusal = from_broker and int(reason_code.value) in _REFUSALS
+            reason = silent or str(reason_code)
             emit(
                 "mqtt_disconnected",
                 generation=self._generation,
-                reason=str(reason_code),
+                reason=reason,
                 by_broker=from_broker,
             )
-            self._events.append(ConnectionLost(self._generation, str(reason_code), refusal))
+            self._events.append(ConnectionLost(self._generation, reason, refusal))
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
         try:

@@ -125,6 +125,9 @@ class Publisher:
                 self._health.clear("redis")
                 self._metrics.redis_refusals.observe(None)
             except REDIS_UNAVAILABLE as exc:
+                # Back from the call that failed (first, so that the health file written for
+                # the problem carries it): waiting it out is not being wedged.
+                self._health.beat()
                 self._health.problem("redis", f"unreachable: {type(exc).__name__}")
                 self._metrics.redis_refusals.observe(None)
                 delay = backoff.next_delay()
@@ -134,6 +137,7 @@ class Publisher:
             except REDIS_ERRORS as exc:
                 # An error reply (OOM, MISCONF, READONLY, WRONGTYPE...): Redis-side state that
                 # may clear. Set up again and retry rather than crash.
+                self._health.beat()
                 refusal = refusal_of(exc)
                 self._metrics.redis_refusals.observe(refusal)
                 if refusal is None:
@@ -154,6 +158,7 @@ class Publisher:
         # 1.5 x the keep-alive must not cost the session and a republished window.
         deadline = time.monotonic() + delay_s
         while not self._stop.is_set():
+            self._health.beat()  # the loop is alive: it waits out Redis and serves the link
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -243,7 +248,8 @@ class Publisher:
 
     def _read(self, count: int, *, block: bool) -> list[StreamEntry]:
         # While blocked on Redis nobody serves the MQTT link: keep-alives need it now and then.
-        block_ms = min(self._opt.block_ms, int(self._link.max_idle_s * 1000))
+        # At least 1 ms: XREADGROUP BLOCK 0 would wait forever.
+        block_ms = max(1, min(self._opt.block_ms, int(self._link.max_idle_s * 1000)))
         return self._intake.read(count, block_ms if block else None, self._ids_in_hand)
 
     def _ids_in_hand(self) -> set[str]:
@@ -353,6 +359,9 @@ class Publisher:
                 self._suspect(event)
                 self._forget_in_flight()
         elif isinstance(event, PublishOutcome) and event.generation == self._generation:
+            waited = self._inflight.waited(event.mid)
+            if waited is not None:
+                self._metrics.puback.observe(waited)
             ready = self._answers.handle(event, self._ready)
             if ready is not None:
                 self._delivered(ready)
