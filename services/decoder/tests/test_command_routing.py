@@ -101,18 +101,24 @@ def test_an_acknowledged_command_is_confirmed_by_the_new_values(
     command = sent_command(store, tag=42)
     streams.add_frames([response(42), completion(42)], received_at=T0 + 10)
     decoder = start_decoder()
-    wait_until(lambda: handled(streams))
+    assert wait_until(lambda: handled(streams))
     assert state(store, command.id) is CommandState.ACKNOWLEDGED
     assert streams.outputs() == 0  # neither DDATA nor dead letters
     assert store.get(command.id).responses == 1  # type: ignore[union-attr]
     # the device's EnergyConfigFile, unsolicited, after the write: confirmed
     config = _config(300)
     streams.add_frames([encode_unsolicited(62, config.data, STATUS)], received_at=T0 + 20)
-    wait_until(lambda: state(store, command.id) is CommandState.CONFIRMED)
+    assert wait_until(lambda: state(store, command.id) is CommandState.CONFIRMED)
     assert [r.kind for r in streams.records()] == ["energy_config"]
-    assert decoder.metric("gateway_command_answers_total", result="applied") == 2
-    assert decoder.metric("gateway_frames_decoded_total", result="answer") == 2
-    assert decoder.metric("gateway_command_reports_total", result="confirmed") == 1
+    # The decoder counts a frame once it has handled it, just after the store's write.
+    metrics = (
+        ("gateway_command_answers_total", "applied", 2),
+        ("gateway_frames_decoded_total", "answer", 2),
+        ("gateway_command_reports_total", "confirmed", 1),
+    )
+    assert wait_until(
+        lambda: all(decoder.metric(name, result=result) == n for name, result, n in metrics)
+    ), [decoder.metric(name, result=result) for name, result, _n in metrics]
 
 
 def test_a_response_carrying_the_new_file_confirms_and_is_a_record(
@@ -122,7 +128,7 @@ def test_a_response_carrying_the_new_file_confirms_and_is_a_record(
     command = sent_command(store, tag=5, interval_s=120)
     streams.add_frames([response(5, interval_s=120), completion(5)], received_at=T0 + 10)
     start_decoder()
-    wait_until(lambda: handled(streams))
+    assert wait_until(lambda: handled(streams))
     assert state(store, command.id) is CommandState.CONFIRMED
     (record,) = streams.records()
     assert (record.device_id, record.fields) == (DEVICE, {"interval_s": 120, "enabled": True})
@@ -136,7 +142,7 @@ def test_refusal_unknown_tags_and_late_answers(streams, start_decoder, redis_cli
         [completion(9, error=True), completion(200), completion(9)], received_at=T0 + 10
     )
     decoder = start_decoder()
-    wait_until(lambda: handled(streams))
+    assert wait_until(lambda: handled(streams))
     failed = store.get(refused.id)
     assert failed is not None
     assert failed.state is CommandState.FAILED
@@ -161,7 +167,7 @@ def test_other_values_after_the_acknowledgement_fail_it(
         [encode_unsolicited(62, _config(600, enabled=False).data, STATUS)], received_at=T0 + 10
     )
     start_decoder()
-    wait_until(lambda: state(store, command.id) is CommandState.FAILED)
+    assert wait_until(lambda: state(store, command.id) is CommandState.FAILED)
     failed = store.get(command.id)
     assert failed is not None
     assert failed.reason == "the device reports interval 600 s, disabled after acknowledging"
@@ -173,7 +179,7 @@ def test_a_redelivered_answer_changes_nothing(streams, start_decoder, redis_clie
     command = sent_command(store, tag=11)
     streams.add_frames([completion(11)] * 3, received_at=time.time())
     start_decoder()
-    wait_until(lambda: handled(streams))
+    assert wait_until(lambda: handled(streams))
     acked = store.get(command.id)
     assert acked is not None
     assert acked.state is CommandState.ACKNOWLEDGED
