@@ -138,9 +138,7 @@ def private_broker(work_dir: Path, options: Options) -> PrivateBroker:
     return PrivateBroker(work_dir / "mosquitto", persistence=False, extra_config=config)
 
 
-def measure(
-    options: Options, results: Results, gateway: Gateway, sub_bin: str, pub_bin: str
-) -> None:
+def measure(options: Options, results: Results, gateway: Gateway) -> None:
     """Everything after the decoder, on the running gateway."""
     client = gateway.redis.client()
     for name in SERVICES:
@@ -152,8 +150,8 @@ def measure(
     table("setup", ("what", "value"), setup_rows(options, gateway, receive_max))
 
     def sub_factory(name: str) -> Subscriber:
-        sub = Subscriber(gateway.supervisor, sub_bin, gateway.broker.port, name)
-        sub.wait_subscribed(pub_bin)
+        sub = Subscriber(gateway.supervisor, gateway.broker.port, name)
+        sub.wait_subscribed()
         return sub
 
     ctx = Context(options, results, gateway, client, sub_factory, receive_max)
@@ -176,7 +174,8 @@ def measure(
 
 def run(options: Options) -> int:
     redis_bin, mosquitto_bin = require("redis-server"), require("mosquitto")
-    sub_bin, pub_bin = require("mosquitto_sub"), require("mosquitto_pub")
+    for client_tool in ("mosquitto_sub", "mosquitto_pub"):  # told now rather than mid-run
+        require(client_tool)
     print("# gateway benchmark" + (" (--quick)" if options.quick else ""))
     table("machine", ("what", "value"), describe_machine(redis_bin, mosquitto_bin))
     results = Results()
@@ -198,7 +197,7 @@ def run(options: Options) -> int:
             supervisor = Supervisor(work_dir)
             stack.callback(supervisor.stop_all)
             gateway = Gateway(supervisor, redis_server, broker, line)
-            measure(options, results, gateway, sub_bin, pub_bin)
+            measure(options, results, gateway)
         failed = False
     finally:
         if options.keep_logs or failed:

@@ -1,98 +1,30 @@
-"""The soak's subscriber: `mosquitto_sub` in a process of its own, writing one line per DDATA,
-its topic only (a million payloads would fill the disk; the topic names the device). A C
-client outside the soak's process: it keeps up at little CPU, and its CPU is counted apart."""
+"""The soak's subscriber: `mosquitto_sub` writing one line per DDATA, its topic only (a million
+payloads would fill the disk; the topic names the device)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import threading
-import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from gateway_devkit.polling import wait_until
-from gateway_devkit.processes import START_TIMEOUT_S, Child, Supervisor
-from gateway_devkit.servers import LOOPBACK, find_binary
+from gateway_devkit.mosquitto_sub import DDATA, MosquittoSub, SubscriberError
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from gateway_devkit.processes import Supervisor
 
 __all__ = ["CountingSubscriber", "SubscriberError"]
 
-_DDATA = b"/DDATA/"
 
-
-class SubscriberError(RuntimeError):
-    """mosquitto_sub is missing, or never saw its own probe message."""
-
-
-class CountingSubscriber:
+class CountingSubscriber(MosquittoSub):
     """Subscribes (QoS 1) to every DDATA under `topic_root` on the broker at `port`."""
 
     def __init__(self, supervisor: Supervisor, port: int, topic_root: str, name: str) -> None:
-        sub, pub = find_binary("mosquitto_sub"), find_binary("mosquitto_pub")
-        if sub is None or pub is None:
-            raise SubscriberError("mosquitto_sub and mosquitto_pub are needed (mosquitto-clients)")
-        self._supervisor = supervisor
-        self._pub = pub
-        self._port = port
-        self.out_path: Path = supervisor.log_dir / f"{name}.out"
-        self._probe_topic = f"{topic_root}/probe/{name}"
-        argv = [
-            *(["stdbuf", "-oL"] if shutil.which("stdbuf") else []),
-            sub,
-            "-V", "mqttv5",
-            "-h", LOOPBACK,
-            "-p", str(port),
-            "-q", "1",
-            "-i", f"{name}-{os.getpid()}",
-            "-t", f"{topic_root}/+/DDATA/#",
-            "-t", self._probe_topic,
-            "-F", "%t",
-        ]  # fmt: skip
-        self.child: Child = supervisor.start(name, argv, stdout=self.out_path)
-        self._lock = threading.Lock()
-        self._offset = 0
-        self._tail = b""
-        self._ddata = 0
-
-    def wait_subscribed(self) -> None:
-        """Publish probes until one comes back: the subscription is in place."""
-        probe = [self._pub, "-h", LOOPBACK, "-p", str(self._port), "-t", self._probe_topic]
-        probe += ["-m", "probe", "-q", "1"]
-
-        def probe_came_back() -> bool:
-            subprocess.run(probe, check=False, capture_output=True, timeout=START_TIMEOUT_S)
-            time.sleep(0.1)
-            if self._probe_topic.encode() in self.out_path.read_bytes():
-                return True
-            self._supervisor.check_alive(self.child)
-            return False
-
-        if not wait_until(probe_came_back, START_TIMEOUT_S, interval_s=0):
-            raise SubscriberError("the subscriber never saw its probe message")
-
-    def count(self) -> int:
-        """The DDATA received so far (reads what was written since the last call)."""
-        with self._lock:
-            with self.out_path.open("rb") as out:
-                out.seek(self._offset)
-                data = out.read()
-            self._offset += len(data)
-            complete, _, self._tail = (self._tail + data).rpartition(b"\n")
-            self._ddata += complete.count(_DDATA)
-            return self._ddata
+        super().__init__(supervisor, port, topic_root, name, "%t")
 
     def per_device(self) -> Counter[str]:
         """DDATA received per device (the last level of the topic)."""
         counts: Counter[str] = Counter()
         with self.out_path.open("rb") as out:
             for line in out:
-                if _DDATA in line:
+                if DDATA in line:
                     counts[line.rstrip(b"\n").rpartition(b"/")[2].decode()] += 1
         return counts
-
-    def stop(self) -> int:
-        return self._supervisor.stop(self.child)
