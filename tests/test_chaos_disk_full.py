@@ -36,7 +36,6 @@ import os
 import random
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,19 +44,33 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 import redis
 
-from gateway_common.entries import decode_frame, decode_record
-from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP, StreamKeys
+from gateway_common.streams import StreamKeys
 from gateway_devkit.disks import SmallDisk, needs_root
-from gateway_devkit.modem_line import LINE_BYTES_PER_S, ModemLine
+from gateway_devkit.modem_line import ModemLine
 from gateway_devkit.polling import wait_until
 from gateway_devkit.processes import BIN, Supervisor, clean_env
 from gateway_devkit.restart_policy import RestartPolicy
 from gateway_devkit.scrape import sample
-from gateway_devkit.servers import PrivateBroker, PrivateRedis, free_port
+from gateway_devkit.servers import PrivateBroker, PrivateRedis
 
-from .readings import expected_metrics, frame_of, ranges, seq_of_ddata
+from .delivery import (
+    FRAMES_PER_S,
+    PIPELINE,
+    WINDOW,
+    PacedFlow,
+    check_clean_exit,
+    check_delivery,
+    health_record,
+    pipeline_env,
+    pipeline_ports,
+    read_delivery,
+    seq_of_alp,
+    start_pipeline,
+    wait_drained,
+    watch_readings,
+)
+from .readings import ranges
 from .seeds import choose_seed, full_scale
-from .test_chaos import group_state
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -69,16 +82,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.chaos]
 
 PREFIX = "diskfull"
 TOPIC_ROOT = "diskfull"
-PROJECT_ID = "proj-disk"
-EDGE_NODE_ID = "edge-disk"
-WINDOW = 16
-SERVICES = {
-    "ingest": "gateway-ingest",
-    "decoder": "gateway-decoder",
-    "publisher": "gateway-publisher",
-}
-FRAMES_PER_S = LINE_BYTES_PER_S / len(frame_of(0))
-"""Frames per second at 115200 baud (~113)."""
 BUFFER_FRAMES = 1500
 """GATEWAY_BUFFER_FRAMES: ~13 s of the line; the full scale has one outage longer than that."""
 DISK_MIB = 64
@@ -141,10 +144,8 @@ def cpu_seconds(pid: int) -> float:
 
 def health_reason(services: Supervisor, name: str) -> str:
     """The service's health file: "" when healthy, else its reason."""
-    path = services.log_dir / f"{name}-health.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    record = health_record(services, name)
+    if record is None:
         return "(no health file)"
     return "" if record.get("ok") else str(record.get("reason", ""))
 
@@ -166,14 +167,14 @@ def buffered(ports: dict[str, int]) -> float | None:
 
 def missing_signs(mode: str, services: Supervisor, ports: dict[str, int]) -> list[str]:
     """What does not show the full disk yet, in health reasons and metrics."""
-    health = {name: health_reason(services, name) for name in SERVICES}
+    health = {name: health_reason(services, name) for name in PIPELINE}
     missing = []
     if DISK_LOW not in health["ingest"]:
         missing.append(f"ingest's health: {health['ingest']!r}")
     free = sample(ports["ingest"], "gateway_redis_disk_free_bytes")
     if free is None or free >= MIN_FREE_MB << 20:
         missing.append(f"gateway_redis_disk_free_bytes {free}")
-    for name in SERVICES:
+    for name in PIPELINE:
         if mode == "everysec":  # Redis runs and says why it refuses
             refusing = sample(ports[name], "gateway_redis_refusing_writes", reason="persistence")
             if refusing != 1:
@@ -247,21 +248,12 @@ def restart_policy(redis_on_disk: PrivateRedis) -> Iterator[RestartPolicy]:
     policy.stop()
 
 
-@pytest.fixture
-def mosquitto(private_broker: Callable[..., PrivateBroker]) -> PrivateBroker:
-    return private_broker("max_queued_messages 0")
-
-
-@pytest.fixture
-def paced_line() -> Iterator[ModemLine]:
-    line = ModemLine(lossy=True)
-    yield line
-    line.close()
+# mosquitto, paced_line, supervisor: conftest
 
 
 @pytest.fixture
 def ports() -> dict[str, int]:
-    return {name: free_port() for name in SERVICES}
+    return pipeline_ports()
 
 
 @pytest.fixture
@@ -271,52 +263,36 @@ def env(
     mosquitto: PrivateBroker,
     paced_line: ModemLine,
 ) -> dict[str, str]:
-    return clean_env(
-        GATEWAY_REDIS_URL=redis_on_disk.url,
-        GATEWAY_STREAM_PREFIX=PREFIX,
-        GATEWAY_LOG_FORMAT="json",
-        GATEWAY_LOG_LEVEL=os.environ.get("GATEWAY_CHAOS_LOG_LEVEL", "info"),
+    return pipeline_env(
+        redis_url=redis_on_disk.url,
+        mqtt_port=mosquitto.port,
+        line=paced_line,
+        prefix=PREFIX,
+        topic_root=TOPIC_ROOT,
         # Redis's disk, as the volume mounted read-only into ingest (and gatewayctl there)
-        GATEWAY_REDIS_DATA_DIR=str(small_disk.mount_point),
-        GATEWAY_DISK_MIN_FREE_MB=str(MIN_FREE_MB),
+        REDIS_DATA_DIR=str(small_disk.mount_point),
+        DISK_MIN_FREE_MB=str(MIN_FREE_MB),
         # ingest
-        GATEWAY_SERIAL_PORT=paced_line.path,
-        GATEWAY_BUFFER_FRAMES=str(BUFFER_FRAMES),
-        GATEWAY_REDIS_BACKOFF_MAX_S="0.5",
+        BUFFER_FRAMES=str(BUFFER_FRAMES),
+        REDIS_BACKOFF_MAX_S="0.5",
         # decoder, publisher
-        GATEWAY_BLOCK_MS="500",
-        GATEWAY_MQTT_HOST="127.0.0.1",
-        GATEWAY_MQTT_PORT=str(mosquitto.port),
-        GATEWAY_MQTT_TLS="false",
-        GATEWAY_MQTT_CLIENT_ID="disk-gateway",
-        GATEWAY_PROJECT_ID=PROJECT_ID,
-        GATEWAY_EDGE_NODE_ID=EDGE_NODE_ID,
-        GATEWAY_TOPIC_ROOT=TOPIC_ROOT,
-        GATEWAY_WINDOW_MESSAGES=str(WINDOW),
+        BLOCK_MS="500",
+        WINDOW_MESSAGES=str(WINDOW),
     )
 
 
 @pytest.fixture
 def services(
-    tmp_path: Path, redis_on_disk: PrivateRedis, env: dict[str, str], ports: dict[str, int]
-) -> Iterator[Supervisor]:
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir()
-    supervisor = Supervisor(log_dir, env)
+    redis_on_disk: PrivateRedis, supervisor: Supervisor, env: dict[str, str], ports: dict[str, int]
+) -> Supervisor:
+    """The services, started and ready (the supervisor, set up after Redis, stops them first)."""
+    supervisor.env = env
     # While Redis refuses (MISCONF) a restart would change nothing: a service must not take the
     # watchdog's way out, whose limit is set below every outage here. While Redis is gone (under
     # `always`) a decoder or publisher may: that is the watchdog's design (default 300 s).
     unhealthy_exit_s = "2" if redis_on_disk.appendfsync == "everysec" else "300"
-    for name, command in SERVICES.items():
-        supervisor.start_service(
-            name,
-            command,
-            GATEWAY_METRICS_PORT=str(ports[name]),
-            GATEWAY_CONSUMER_NAME=name,
-            GATEWAY_UNHEALTHY_EXIT_S=unhealthy_exit_s,
-        )
-    yield supervisor
-    supervisor.stop_all(signal.SIGKILL)
+    start_pipeline(supervisor, ports, consumer_prefix="", GATEWAY_UNHEALTHY_EXIT_S=unhealthy_exit_s)
+    return supervisor
 
 
 # ----------------------------------------------------------------------------- the test
@@ -336,80 +312,55 @@ def test_disk_full_loses_no_accepted_frame(
     mode = str(redis_on_disk.appendfsync)
     seed = choose_seed("GATEWAY_CHAOS_SEED")
     flow_s, cycles = schedule(random.Random(seed))
-    frames = [frame_of(seq) for seq in range(int(flow_s * FRAMES_PER_S))]
-    seq_of = {frame[7:]: seq for seq, frame in enumerate(frames)}
+    count = int(flow_s * FRAMES_PER_S)
+    seq_of = seq_of_alp(count)
     tag = f"[appendfsync {mode}, seed {seed}]"
-    print(f"\ndisk full {tag}: {len(frames)} frames over {flow_s:.0f} s, {DISK_MIB} MiB disk")
+    print(f"\ndisk full {tag}: {count} frames over {flow_s:.0f} s, {DISK_MIB} MiB disk")
     for cycle in cycles:
         print(f"  {cycle}")
 
-    watch = subscriber("127.0.0.1", mosquitto.port, f"{TOPIC_ROOT}/#")
-    services.wait_log("ingest", "serial_opened")
-    services.wait_log("publisher", "mqtt_connected")
-    services.wait_log("decoder", "decoder_started")
-    assert wait_until(lambda: not any(health_reason(services, n) for n in SERVICES), 15), (
-        f"{tag} unhealthy before the test: {[health_reason(services, n) for n in SERVICES]}"
+    watch = watch_readings(subscriber, mosquitto, TOPIC_ROOT)
+    assert wait_until(lambda: not any(health_reason(services, n) for n in PIPELINE), 15), (
+        f"{tag} unhealthy before the test: {[health_reason(services, n) for n in PIPELINE]}"
     )
     policy = restart_policy
 
     # ---- frames at line rate from a thread; the disk filled and freed on schedule here
-    sent_at: list[float | None] = []
-    flow = threading.Thread(
-        target=lambda: sent_at.extend(paced_line.paced(frames, clock=time.monotonic)),
-        name="line",
-        daemon=True,
-    )
-    started = time.monotonic()
-    flow.start()
+    flow = PacedFlow(paced_line, count).start()
     outages = []
     for cycle in cycles:
         outage = Outage(cycle)
         outages.append(outage)
-        run_cycle(mode, outage, started, small_disk, services, env, ports, paced_line, policy)
-    flow.join(flow_s + 30)
-    assert not flow.is_alive(), f"{tag} the line's writer did not finish"
+        run_cycle(
+            mode, outage, flow.started_at, small_disk, services, env, ports, paced_line, policy
+        )
+    flow.join(flow_s + 30, tag)
     policy.stop()
     assert policy.error is None, f"{tag} the restart policy failed: {policy.error!r}"
 
     # ---- drain: the line read, ingest's buffer written, both groups empty, readings received
     client = redis_on_disk.client()
     keys = StreamKeys(PREFIX)
-
-    def drained() -> bool:
-        if paced_line.unread() or buffered(ports) != 0:
-            return False
-        if group_state(client, keys.frames, DECODER_GROUP) != (0, 0):
-            return False
-        if group_state(client, keys.records, PUBLISHER_GROUP) != (0, 0):
-            return False
-        received = {seq_of_ddata(m.topic, m.payload) for m in watch.snapshot()} - {None}
-        return len(received) >= client.xlen(keys.frames)
-
-    if not wait_until(drained, DRAIN_TIMEOUT_S, interval_s=0.25):
-        pytest.fail(f"{tag} not drained after {DRAIN_TIMEOUT_S} s\n{services.logs()}")
+    wait_drained(
+        client, keys, paced_line, watch, seq_of, timeout_s=DRAIN_TIMEOUT_S, tag=tag,
+        logs=services.logs, busy=lambda: buffered(ports) != 0,
+    )  # fmt: skip
     time.sleep(1.0)  # a late duplicate would arrive now
-    messages = watch.snapshot()
+    delivery = read_delivery(client, keys, watch.snapshot(), seq_of, tag)
     counted = sample(ports["ingest"], "gateway_ingest_dropped_frames_total", reason="buffer_full")
     dropped_counted = int(counted or 0)
 
     # ---- what happened, measured from outside the services
-    accepted: dict[str, int] = {}
-    for entry_id, fields in client.xrange(keys.frames):
-        seq = seq_of.get(decode_frame(fields[b"d"]).alp)
-        assert seq is not None, f"{tag} an accepted frame was never sent"
-        accepted[entry_id.decode()] = seq
-    per_seq = Counter(accepted.values())
-    delivered = {seq for seq, at in enumerate(sent_at) if at is not None}
+    per_seq = delivery.entries_per_seq
+    delivered = flow.delivered()
     not_accepted = delivered - set(per_seq)
-    copies = Counter(seq_of_ddata(m.topic, m.payload) for m in messages)
-    copies.pop(None, None)
-    extras = sum(copies.values()) - len(per_seq)
+    extras = delivery.extras
     restarts = policy.restarts
     print(
-        f"disk full {tag}: {len(per_seq)}/{len(frames)} readings accepted; "
-        f"{len(frames) - len(delivered)} lost on the line; {len(not_accepted)} read and not "
+        f"disk full {tag}: {len(per_seq)}/{count} readings accepted; "
+        f"{count - len(delivered)} lost on the line; {len(not_accepted)} read and not "
         f"accepted ({ranges(not_accepted)}), {dropped_counted} counted dropped; "
-        f"{len(accepted) - len(per_seq)} written twice; {extras} extra copies at the "
+        f"{delivery.ingest_repeats} written twice; {extras} extra copies at the "
         f"subscriber; Redis restarted {len(restarts)} times (exit codes "
         f"{dict(Counter(r.exit_code for r in restarts))}); disk free at the end "
         f"{small_disk.free_bytes() >> 20} MiB"
@@ -418,11 +369,7 @@ def test_disk_full_loses_no_accepted_frame(
         print(f"  {outage}\n    health {outage.health}\n    gatewayctl status: {outage.status}")
 
     # ---- nothing exited, nothing logged a traceback, everything stops cleanly
-    assert not services.crashes(), f"{tag} services exited by themselves: {services.crashes()}"
-    exit_codes = {name: services.stop(name) for name in SERVICES}
-    assert exit_codes == dict.fromkeys(SERVICES, 0), f"{tag} exit codes on SIGTERM: {exit_codes}"
-    tracebacks = [name for name in SERVICES if "Traceback" in services.current(name).log()]
-    assert not tracebacks, f"{tag} tracebacks in {tracebacks}\n{services.logs()}"
+    check_clean_exit(services, list(PIPELINE), tag)
 
     # ---- the outages were what this test is about
     for outage in outages:
@@ -432,7 +379,7 @@ def test_disk_full_loses_no_accepted_frame(
             assert outage.redis_restarts == 0, f"{tag} Redis exited under everysec: {outage}"
 
     # ---- ingest: read everything, dropped only beyond its buffer, and counted exactly
-    assert delivered == set(range(len(frames))), f"{tag} the line lost frames: ingest stalled"
+    assert delivered == set(range(count)), f"{tag} the line lost frames: ingest stalled"
     assert len(not_accepted) == dropped_counted, (
         f"{tag} {len(not_accepted)} frames read and never accepted, {dropped_counted} counted"
     )
@@ -441,28 +388,12 @@ def test_disk_full_loses_no_accepted_frame(
         assert not not_accepted, f"{tag} frames dropped within the buffer: {ranges(not_accepted)}"
     else:
         assert not_accepted, f"{tag} an outage longer than the buffer dropped nothing"
-    assert len(accepted) == len(per_seq), f"{tag} frames accepted twice"
+    assert delivery.ingest_repeats == 0, f"{tag} frames accepted twice"
 
-    # ---- decoder: one record per accepted frame, no dead letter, nothing pending
-    records: Any = client.xrange(keys.records)
-    per_frame = Counter(decode_record(fields[b"d"]).frame_id for _id, fields in records)
-    assert max(per_frame.values(), default=1) == 1, f"{tag} a frame became two records"
-    assert set(per_frame) == set(accepted), f"{tag} records != accepted frames"
-    assert client.xlen(keys.dead) == 0, f"{tag} dead letters: {client.xrange(keys.dead, count=3)}"
-    for stream, group in ((keys.frames, DECODER_GROUP), (keys.records, PUBLISHER_GROUP)):
-        summary: Any = client.xpending(stream, group)
-        assert summary["pending"] == 0, f"{tag} {group}: {summary}"
+    # ---- decoder: one record per accepted frame, no dead letter, nothing pending; publisher:
+    # every accepted reading at the subscriber, with its topic, values and stamp
+    check_delivery(client, keys, delivery, topic_root=TOPIC_ROOT, tag=tag)
     client.close()
-
-    # ---- publisher: every accepted reading at the subscriber, with its values
-    missing = set(per_seq) - set(copies)
-    assert not missing, f"{tag} accepted readings never received: {ranges(missing)}"
-    assert set(copies) <= set(per_seq), f"{tag} readings received but never accepted"
-    for message in messages:
-        seq = seq_of_ddata(message.topic, message.payload)
-        if seq is not None:
-            got = json.loads(message.payload)["metrics"]
-            assert [(m["name"], m["dataType"], m["value"]) for m in got] == expected_metrics(seq)
     assert extras <= WINDOW * len(cycles), f"{tag} {extras} duplicates"
 
     # ---- while the disk was full: ingest kept reading, nobody spun
@@ -501,7 +432,7 @@ def run_cycle(
     if not wait_until(shown, VISIBLE_TIMEOUT_S, interval_s=0.2):
         pytest.fail(f"{tag} the full disk does not show: {signs}\n{services.logs(2000)}")
     outage.visible_after_s = time.monotonic() - filled_at
-    outage.health = {name: health_reason(services, name) for name in SERVICES}
+    outage.health = {name: health_reason(services, name) for name in PIPELINE}
     status = gatewayctl(env, "status")
     said = (status.stdout + status.stderr).splitlines()
     outage.status = " | ".join(text for text in said if "disk" in text or "redis" in text)
@@ -514,7 +445,7 @@ def run_cycle(
         assert as_json["disk"]["low"], f"{tag} {as_json}"
 
     # ---- while it lasts: CPU time of each service, ingest's buffer, the line
-    pids = {name: services.current(name).pid for name in SERVICES}
+    pids = {name: services.current(name).pid for name in PIPELINE}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     measured_from = time.monotonic()
     until = max(filled_at + outage.cycle.down_s, measured_from + CPU_WINDOW_S)
@@ -533,10 +464,10 @@ def run_cycle(
     freed_at = time.monotonic()
 
     def recovered() -> bool:
-        return buffered(ports) == 0 and not any(health_reason(services, n) for n in SERVICES)
+        return buffered(ports) == 0 and not any(health_reason(services, n) for n in PIPELINE)
 
     if not wait_until(recovered, RECOVERY_TIMEOUT_S, interval_s=0.2):
-        health = {name: health_reason(services, name) for name in SERVICES}
+        health = {name: health_reason(services, name) for name in PIPELINE}
         pytest.fail(f"{tag} no recovery after the space was freed: {health}, {outage}")
     outage.recovered_after_s = time.monotonic() - freed_at
 

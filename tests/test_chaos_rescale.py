@@ -30,32 +30,41 @@ import os
 import random
 import signal
 import subprocess
-import threading
 import time
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from gateway_common.entries import decode_record
-from gateway_common.streams import DECODER_GROUP, PUBLISHER_GROUP, StreamKeys
-from gateway_devkit.modem_line import LINE_BYTES_PER_S, ModemLine
+from gateway_common.streams import DECODER_GROUP, StreamKeys
+from gateway_devkit.modem_line import ModemLine
 from gateway_devkit.polling import wait_until
-from gateway_devkit.processes import BIN, Child, Supervisor, clean_env
+from gateway_devkit.processes import BIN, Child, Supervisor
 from gateway_devkit.servers import PrivateBroker, PrivateRedis
 
-from .readings import ddata_topic, expected_metrics, frame_of, ranges
+from .delivery import (
+    InBackground,
+    PacedFlow,
+    check_clean_exit,
+    check_delivery,
+    group_state,
+    line_seconds,
+    log_events,
+    pipeline_env,
+    read_delivery,
+    seq_of_alp,
+    wait_drained,
+    watch_readings,
+)
+from .readings import frame_of
 from .seeds import choose_seed, scaled
-from .test_chaos import PREFIX, accepted_frames, group_state, seq_in
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
     import redis
 
-    from gateway_devkit.mqtt_watch import MqttWatch, Received
+    from gateway_devkit.mqtt_watch import MqttWatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.chaos]
 
@@ -65,9 +74,7 @@ CLAIM_IDLE_MS = 2000
 STOP_TIMEOUT_S = 1.0
 """How long the hung replica is given to stop on SIGTERM before SIGKILL (Docker: 10 s)."""
 DRAIN_TIMEOUT_S = 45.0
-TOPIC_ROOT = "rescale"
-PROJECT_ID = "proj-rescale"
-EDGE_NODE_ID = "edge-rescale"
+PREFIX = TOPIC_ROOT = "rescale"
 
 
 # ----------------------------------------------------------------------------- the replicas
@@ -155,46 +162,26 @@ def hang_holding(child: Child, client: redis.Redis, consumer: str) -> int:
 
 
 @dataclass
-class Rescaler:
+class Rescaler(InBackground):
     """Carries out the steps in a thread while the frames flow."""
 
+    NAME = "rescale"
+    LATE = "the rescaling steps did not finish in time"
+    FAILED = "a rescaling step failed"
+
     steps: list[tuple[float, str, Callable[[], object]]]
-    error: BaseException | None = None
     done: list[tuple[float, str]] = field(default_factory=list)
-    _thread: threading.Thread | None = None
 
-    def start(self, t0: float) -> None:
-        self._thread = threading.Thread(target=self._run, args=(t0,), name="rescale", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout_s: float) -> None:
-        assert self._thread is not None
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), "the rescaling steps did not finish in time"
-        if self.error is not None:
-            raise AssertionError(f"a rescaling step failed: {self.error!r}") from self.error
-
-    def _run(self, t0: float) -> None:
-        try:
-            for at_s, what, action in self.steps:
-                time.sleep(max(0.0, t0 + at_s - time.monotonic()))
-                action()
-                self.done.append((round(time.monotonic() - t0, 2), what))
-        except BaseException as exc:  # reported by join() in the test's thread
-            self.error = exc
+    def run(self, t0: float) -> None:
+        for at_s, what, action in self.steps:
+            if self.until(t0 + at_s):
+                return
+            action()
+            self.done.append((round(time.monotonic() - t0, 2), what))
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def redis_server(private_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
-    return private_redis(appendfsync="always")
-
-
-@pytest.fixture
-def mosquitto(private_broker: Callable[..., PrivateBroker]) -> PrivateBroker:
-    return private_broker("max_queued_messages 0")
+# redis_server (AOF, fsync always), mosquitto, supervisor: conftest
 
 
 @pytest.fixture
@@ -206,38 +193,20 @@ def line() -> Iterator[ModemLine]:
 
 @pytest.fixture
 def services(
-    tmp_path: Path, redis_server: PrivateRedis, mosquitto: PrivateBroker, line: ModemLine
-) -> Iterator[Supervisor]:
-    env = clean_env(
-        GATEWAY_REDIS_URL=redis_server.url,
-        GATEWAY_STREAM_PREFIX=PREFIX,
-        GATEWAY_LOG_FORMAT="json",
-        GATEWAY_LOG_LEVEL=os.environ.get("GATEWAY_CHAOS_LOG_LEVEL", "info"),
-        GATEWAY_SERIAL_PORT=line.path,
-        GATEWAY_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS),
-        GATEWAY_CLAIM_INTERVAL_MS="500",
-        GATEWAY_BLOCK_MS="500",
-        GATEWAY_MQTT_HOST="127.0.0.1",
-        GATEWAY_MQTT_PORT=str(mosquitto.port),
-        GATEWAY_MQTT_TLS="false",
-        GATEWAY_MQTT_CLIENT_ID="rescale-gateway",
-        GATEWAY_PROJECT_ID=PROJECT_ID,
-        GATEWAY_EDGE_NODE_ID=EDGE_NODE_ID,
-        GATEWAY_TOPIC_ROOT=TOPIC_ROOT,
+    supervisor: Supervisor, redis_server: PrivateRedis, mosquitto: PrivateBroker, line: ModemLine
+) -> Supervisor:
+    """(A hung replica left SIGSTOPped dies of the supervisor's SIGKILL at the end.)"""
+    supervisor.env = pipeline_env(
+        redis_url=redis_server.url,
+        mqtt_port=mosquitto.port,
+        line=line,
+        prefix=PREFIX,
+        topic_root=TOPIC_ROOT,
+        CLAIM_IDLE_MS=str(CLAIM_IDLE_MS),
+        CLAIM_INTERVAL_MS="500",
+        BLOCK_MS="500",
     )
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir()
-    supervisor = Supervisor(log_dir, env)
-    yield supervisor
-    for child in supervisor.children:
-        if child.alive():
-            os.kill(child.pid, signal.SIGCONT)  # a hung one must be able to die
-    supervisor.stop_all(signal.SIGKILL)
-
-
-@pytest.fixture
-def watch(subscriber: Callable[..., MqttWatch], mosquitto: PrivateBroker) -> MqttWatch:
-    return subscriber("127.0.0.1", mosquitto.port, f"{TOPIC_ROOT}/#")
+    return supervisor
 
 
 def gatewayctl(services: Supervisor, *args: str) -> Any:
@@ -263,14 +232,17 @@ def decoder_consumers(services: Supervisor) -> dict[str, int]:
 
 
 def test_rescaling_decoders_under_load_loses_nothing(
-    redis_server: PrivateRedis, line: ModemLine, watch: MqttWatch, services: Supervisor
+    redis_server: PrivateRedis,
+    mosquitto: PrivateBroker,
+    line: ModemLine,
+    subscriber: Callable[..., MqttWatch],
+    services: Supervisor,
 ) -> None:
     seed = choose_seed("GATEWAY_CHAOS_SEED")
     rng = random.Random(seed)
     tag = f"[seed {seed}]"
-    frames = [frame_of(seq) for seq in range(FRAMES)]
-    seq_of = {frame[7:]: seq for seq, frame in enumerate(frames)}
-    flow_s = sum(map(len, frames)) / LINE_BYTES_PER_S
+    seq_of = seq_of_alp(FRAMES)
+    flow_s = line_seconds(FRAMES)
     down_at = rng.uniform(0.2, 0.4) * flow_s
     up_at = rng.uniform(0.55, 0.75) * flow_s
     client = redis_server.client()
@@ -281,6 +253,7 @@ def test_rescaling_decoders_under_load_loses_nothing(
         f"{flow_s:.1f} s; 3 -> 1 at {down_at:.2f} s, 1 -> 4 at {up_at:.2f} s"
     )
 
+    watch = watch_readings(subscriber, mosquitto, TOPIC_ROOT)
     services.start_service("ingest", "gateway-ingest")
     services.start_service("publisher", "gateway-publisher", GATEWAY_CONSUMER_NAME="publisher")
     for child in decoders.scale_up(3):
@@ -295,44 +268,28 @@ def test_rescaling_decoders_under_load_loses_nothing(
             (up_at, "1 -> 4", lambda: decoders.scale_up(3)),
         ]
     )
-    started = time.monotonic()
+    flow = PacedFlow(line, FRAMES).start()
+    started = flow.started_at
     rescaler.start(started)
-    sent_at = line.paced(frames, clock=time.monotonic)
+    flow.join(timeout_s=flow_s + 60, tag=tag)
     rescaler.join(timeout_s=30)
-    assert all(at is not None for at in sent_at)
+    assert flow.delivered() == set(range(FRAMES)), f"{tag} the line lost frames"
     assert decoders.hung is not None
     for name in decoders.live[-3:]:
         services.wait_log(name, "decoder_started")
 
     # ---- drain: every frame accepted, both groups empty, every reading received
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while True:
-        decoder_state = group_state(client, keys.frames, DECODER_GROUP)
-        publisher_state = group_state(client, keys.records, PUBLISHER_GROUP)
-        received = {seq_in(m) for m in watch.snapshot()}
-        missing = set(range(FRAMES)) - received
-        if (
-            client.xlen(keys.frames) == FRAMES
-            and decoder_state == (0, 0)
-            and publisher_state == (0, 0)
-            and not missing
-        ):
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"{tag} not drained after {DRAIN_TIMEOUT_S} s: {client.xlen(keys.frames)} "
-                f"frames, (pending, lag) decoder {decoder_state}, publisher {publisher_state}, "
-                f"{len(missing)} readings not received ({ranges(missing)})\n" + services.logs()
-            )
-        time.sleep(0.25)
+    wait_drained(
+        client, keys, line, watch, seq_of, timeout_s=DRAIN_TIMEOUT_S, tag=tag,
+        logs=services.logs, accept_all=FRAMES,
+    )  # fmt: skip
     drained_s = time.monotonic() - started
     time.sleep(1.0)  # a late duplicate would arrive now
-    messages = watch.snapshot()
+    delivery = read_delivery(client, keys, watch.snapshot(), seq_of, tag)
     claimed = [
-        line
+        event
         for name in decoders.live
-        for line in services.current(name).log().splitlines()
-        if '"frames_claimed"' in line
+        for event in log_events(services.current(name), "frames_claimed")
     ]
     print(
         f"rescale seed {seed}: steps {rescaler.done}; drained {drained_s:.1f} s after the "
@@ -341,45 +298,26 @@ def test_rescaling_decoders_under_load_loses_nothing(
         f"{decoders.removed_exit_codes}"
     )
 
-    # ---- no service exited by itself, none logged a traceback; removed ones stopped cleanly
+    # ---- no service exited by itself (tracebacks: check_clean_exit, at the end); the removed
+    # ones stopped cleanly
     assert not services.crashes(), f"{tag} services exited by themselves: {services.crashes()}"
     assert decoders.removed_exit_codes == dict.fromkeys(decoders.removed_exit_codes, 0), tag
     assert len(decoders.removed_exit_codes) == 1, decoders.removed_exit_codes
-    tracebacks = [c.log_path.name for c in services.children if "Traceback" in c.log()]
-    assert not tracebacks, f"{tag} tracebacks in {tracebacks}\n{services.logs()}"
 
     # ---- ingest: every frame accepted once
-    accepted = accepted_frames(client, seq_of)
-    assert sorted(a.seq for a in accepted) == list(range(FRAMES)), f"{tag} frames not accepted once"
-    stamp = {a.seq: a.received_at for a in accepted}
+    seqs = sorted(a.seq for a in delivery.accepted)
+    assert seqs == list(range(FRAMES)), f"{tag} frames not accepted once"
 
-    # ---- decoder: exactly one record per frame, no dead letter, nothing pending
-    entries: Any = client.xrange(keys.records)
-    per_frame = Counter(decode_record(fields[b"d"]).frame_id for _id, fields in entries)
-    twice = [frame_id for frame_id, n in per_frame.items() if n > 1]
-    assert not twice, f"{tag} frames that became two records: {twice[:10]}"
-    assert set(per_frame) == {a.entry_id for a in accepted}, f"{tag} records != accepted frames"
-    assert client.xlen(keys.dead) == 0, f"{tag} dead letters: {client.xrange(keys.dead, count=5)}"
-    for stream, group in ((keys.frames, DECODER_GROUP), (keys.records, PUBLISHER_GROUP)):
-        summary: Any = client.xpending(stream, group)
-        assert summary["pending"] == 0, f"{tag} {group}: {summary}"
+    # ---- decoder: exactly one record per frame, no dead letter, nothing pending; publisher:
+    # every reading at the subscriber with its topic, values and stamp
+    check_delivery(client, keys, delivery, topic_root=TOPIC_ROOT, tag=tag)
     # the hung replica's frames were taken over by a live replica, not lost with it
     assert decoders.hung_pending > 0
     assert claimed, f"{tag} nothing claimed from the hung replica {decoders.hung}"
 
-    # ---- publisher: every reading exactly once at the subscriber, with its values and stamp
-    copies: dict[int, list[Received]] = defaultdict(list)
-    for message in messages:
-        if (seq := seq_in(message)) is not None:
-            copies[seq].append(message)
-    assert set(copies) == set(range(FRAMES)), f"{tag} {ranges(set(range(FRAMES)) - set(copies))}"
-    repeated = {seq: len(seen) for seq, seen in copies.items() if len(seen) > 1}
+    # ---- publisher: every reading exactly once at the subscriber
+    repeated = {seq: len(seen) for seq, seen in delivery.copies.items() if len(seen) > 1}
     assert not repeated, f"{tag} readings received more than once: {repeated}"
-    for seq, (message,) in copies.items():
-        assert message.topic == ddata_topic(TOPIC_ROOT, PROJECT_ID, EDGE_NODE_ID, seq), (tag, seq)
-        got = message.json()["metrics"]
-        assert [(m["name"], m["dataType"], m["value"]) for m in got] == expected_metrics(seq)
-        assert {m["timestamp"] for m in got} == {round(stamp[seq] * 1000)}, (tag, seq)
 
     # ---- the gone replicas' names stay in the group (0 pending) until pruned; pruning them
     # loses nothing and the live replicas go on (Redis < 7.2 counts a consumer idle from its
@@ -403,8 +341,6 @@ def test_rescaling_decoders_under_load_loses_nothing(
     ), f"{tag} the live replicas stopped decoding after the prune\n{services.logs()}"
     assert not set(decoder_consumers(services)) & set(decoders.gone), tag
 
-    # ---- every service stops cleanly
-    names = ["ingest", "publisher", *decoders.live]
-    exit_codes = {name: services.stop(name) for name in names}
-    assert exit_codes == dict.fromkeys(names, 0), f"{tag} exit codes on SIGTERM: {exit_codes}"
+    # ---- every service stops cleanly, no process ever logged a traceback
+    check_clean_exit(services, ["ingest", "publisher", *decoders.live], tag)
     client.close()

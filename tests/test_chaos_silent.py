@@ -29,9 +29,7 @@ link; `make chaos` (GATEWAY_CHAOS_SCALE=full) longer flows with a seeded schedul
 
 from __future__ import annotations
 
-import json
 import random
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,42 +39,40 @@ import pytest
 
 from gateway_common.redis_conn import SOCKET_TIMEOUT_S
 from gateway_common.streams import StreamKeys
-from gateway_devkit.modem_line import LINE_BYTES_PER_S, ModemLine
+from gateway_devkit.modem_line import ModemLine
 from gateway_devkit.processes import Supervisor
 from gateway_devkit.scrape import sample
-from gateway_devkit.servers import free_port
 from gateway_devkit.tcp_proxy import ConnectionInfo, Mode, TcpProxy
 from gateway_publisher.mqtt_link import SILENCE_LIMIT
 
 from .delivery import (
+    FRAMES_PER_S,
+    PIPELINE,
+    WINDOW,
     PacedFlow,
     check_clean_exit,
     check_delivery,
+    health_record,
     log_events,
     pipeline_env,
+    pipeline_ports,
+    read_delivery,
     seq_of_alp,
+    start_pipeline,
     wait_drained,
+    watch_readings,
 )
-from .readings import frame_of, ranges
+from .readings import ranges
 from .seeds import choose_seed, full_scale
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from pathlib import Path
+    from collections.abc import Callable
 
     from gateway_devkit.mqtt_watch import MqttWatch
     from gateway_devkit.servers import PrivateBroker, PrivateRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.chaos]
 
-SERVICES = {
-    "ingest": "gateway-ingest",
-    "decoder": "gateway-decoder",
-    "publisher": "gateway-publisher",
-}
-FRAMES_PER_S = LINE_BYTES_PER_S / len(frame_of(0))
-WINDOW = 16
-"""GATEWAY_WINDOW_MESSAGES: the most a lost connection may make the publisher repeat."""
 KEEPALIVE_S = 5
 """The broker test's keep-alive (the smallest allowed), so a silence is found quickly."""
 LIMIT_S = SILENCE_LIMIT * KEEPALIVE_S
@@ -160,46 +156,13 @@ def frames_for(schedule: list[LinkFault], tail_s: float) -> int:
 
 
 # ----------------------------------------------------------------------------- fixtures
+# mosquitto, paced_line (a reader that stops reading loses frames, as on a UART), supervisor:
+# conftest
 
 
 @pytest.fixture
 def redis_server(private_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
     return private_redis()
-
-
-@pytest.fixture
-def mosquitto(private_broker: Callable[..., PrivateBroker]) -> PrivateBroker:
-    return private_broker("max_queued_messages 0")
-
-
-@pytest.fixture
-def line() -> Iterator[ModemLine]:
-    pty = ModemLine(lossy=True)  # a reader that stops reading loses frames, as on a UART
-    yield pty
-    pty.close()
-
-
-@pytest.fixture
-def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir()
-    services = Supervisor(log_dir)
-    yield services
-    services.stop_all(signal.SIGKILL)
-
-
-def start_all(services: Supervisor, env: dict[str, str], ports: dict[str, int]) -> None:
-    services.env = env
-    for name, command in SERVICES.items():
-        services.start_service(
-            name,
-            command,
-            GATEWAY_CONSUMER_NAME=f"silent-{name}",
-            GATEWAY_METRICS_PORT=str(ports[name]),
-        )
-    services.wait_log("ingest", "serial_opened")
-    services.wait_log("decoder", "decoder_started")
-    services.wait_log("publisher", "mqtt_connected")
 
 
 # ----------------------------------------------------------------------------- the broker link
@@ -227,7 +190,7 @@ def broker_schedule(rng: random.Random) -> list[LinkFault]:
 def test_a_silent_broker_link_is_replaced_within_the_limit(
     redis_server: PrivateRedis,
     mosquitto: PrivateBroker,
-    line: ModemLine,
+    paced_line: ModemLine,
     subscriber: Callable[..., MqttWatch],
     supervisor: Supervisor,
 ) -> None:
@@ -240,12 +203,12 @@ def test_a_silent_broker_link_is_replaced_within_the_limit(
         print(f"  {fault}")
     prefix = topic_root = "silent-broker"
     keys = StreamKeys(prefix)
-    watch = subscriber("127.0.0.1", mosquitto.port, f"{topic_root}/#")
+    watch = watch_readings(subscriber, mosquitto, topic_root)
     with TcpProxy("127.0.0.1", mosquitto.port) as proxy:
         env = pipeline_env(
             redis_url=redis_server.url,
             mqtt_port=proxy.port,
-            line=line,
+            line=paced_line,
             prefix=prefix,
             topic_root=topic_root,
             KEEPALIVE_S=str(KEEPALIVE_S),
@@ -253,15 +216,16 @@ def test_a_silent_broker_link_is_replaced_within_the_limit(
             RECONNECT_MIN_S="1",
             RECONNECT_MAX_S="1",
         )
-        start_all(supervisor, env, {name: free_port() for name in SERVICES})
-        flow = PacedFlow(line, count).start()
+        supervisor.env = env
+        start_pipeline(supervisor, pipeline_ports(), consumer_prefix="silent-")
+        flow = PacedFlow(paced_line, count).start()
         done = carry_out(schedule, proxy, flow)
         flow.join(timeout_s=count / FRAMES_PER_S + 30)
 
         client = redis_server.client()
         seq_of = seq_of_alp(count)
         drained_s = wait_drained(
-            client, keys, line, watch, seq_of, timeout_s=DRAIN_TIMEOUT_S, tag=tag,
+            client, keys, paced_line, watch, seq_of, timeout_s=DRAIN_TIMEOUT_S, tag=tag,
             logs=supervisor.logs, accept_all=count,
         )  # fmt: skip
         time.sleep(1.0)  # a late repeat would arrive now
@@ -319,9 +283,8 @@ def test_a_silent_broker_link_is_replaced_within_the_limit(
         assert later, f"{tag} {fault}: never connected again"
         report[-1] += f", connected again {later[0]:.2f} s later"
 
-    delivery = check_delivery(
-        client, keys, watch.snapshot(), seq_of, topic_root=topic_root, tag=tag
-    )
+    delivery = read_delivery(client, keys, watch.snapshot(), seq_of, tag)
+    check_delivery(client, keys, delivery, topic_root=topic_root, tag=tag)
     client.close()
     report.append(
         f"{len(delivery.entries_per_seq)}/{count} readings accepted, "
@@ -331,7 +294,7 @@ def test_a_silent_broker_link_is_replaced_within_the_limit(
     )
     print("  " + "\n  ".join(report))
 
-    check_clean_exit(supervisor, list(SERVICES), tag)
+    check_clean_exit(supervisor, list(PIPELINE), tag)
     # Only the faults lost connections (an outage's stale attempt may take over once more).
     assert losses <= len(lost) <= 2 * losses, f"{tag} {len(lost)} connections lost: {lost}"
     assert delivery.ingest_repeats == 0, tag
@@ -402,11 +365,9 @@ def watch_services(
     def run() -> None:
         while not stop.wait(0.2):
             now, wall = time.monotonic(), time.time()
-            for name in SERVICES:
-                path = services.log_dir / f"{name}-health.json"
-                try:
-                    record = json.loads(path.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
+            for name in PIPELINE:
+                record = health_record(services, name)
+                if record is None:
                     continue
                 age = wall - float(record["beat_at"])
                 watched.samples.append((now, name, bool(record["ok"]), record["reason"], age))
@@ -422,7 +383,7 @@ def watch_services(
 def test_a_silent_redis_link_blocks_no_service(
     redis_server: PrivateRedis,
     mosquitto: PrivateBroker,
-    line: ModemLine,
+    paced_line: ModemLine,
     subscriber: Callable[..., MqttWatch],
     supervisor: Supervisor,
 ) -> None:
@@ -436,29 +397,30 @@ def test_a_silent_redis_link_blocks_no_service(
         print(f"  {fault}")
     prefix = topic_root = "silent-redis"
     keys = StreamKeys(prefix)
-    watch = subscriber("127.0.0.1", mosquitto.port, f"{topic_root}/#")
-    ports = {name: free_port() for name in SERVICES}
+    watch = watch_readings(subscriber, mosquitto, topic_root)
+    ports = pipeline_ports()
     stop_watching = threading.Event()
     with TcpProxy(redis_server.host, redis_server.port) as proxy:
         env = pipeline_env(
             redis_url=f"redis://{proxy.host}:{proxy.port}/0",
             mqtt_port=mosquitto.port,
-            line=line,
+            line=paced_line,
             prefix=prefix,
             topic_root=topic_root,
             WINDOW_MESSAGES=str(WINDOW),
             TRIM_INTERVAL_S="5",  # retention passes during the silences too
         )
-        start_all(supervisor, env, ports)
-        watched = watch_services(supervisor, line, ports["ingest"], stop_watching)
-        flow = PacedFlow(line, count).start()
+        supervisor.env = env
+        start_pipeline(supervisor, ports, consumer_prefix="silent-")
+        watched = watch_services(supervisor, paced_line, ports["ingest"], stop_watching)
+        flow = PacedFlow(paced_line, count).start()
         done = carry_out(schedule, proxy, flow)
         flow.join(timeout_s=count / FRAMES_PER_S + 60)
 
         client = redis_server.client()
         seq_of = seq_of_alp(count)
         drained_s = wait_drained(
-            client, keys, line, watch, seq_of, timeout_s=DRAIN_TIMEOUT_S, tag=tag,
+            client, keys, paced_line, watch, seq_of, timeout_s=DRAIN_TIMEOUT_S, tag=tag,
             logs=supervisor.logs, accept_all=count,
         )  # fmt: skip
         time.sleep(1.0)  # a late repeat would arrive now
@@ -473,7 +435,7 @@ def test_a_silent_redis_link_blocks_no_service(
         until = record.began + (fault.down_s if fault.kind == "outage" else SOCKET_TIMEOUT_S)
         until_wall = record.began_wall + until - record.began
         report.append(f"{fault}:")
-        for name in SERVICES:
+        for name in PIPELINE:
             beat = watched.oldest_beat(name, record.began, until + 1.0)
             warned = [
                 e.at - record.began_wall
@@ -516,9 +478,8 @@ def test_a_silent_redis_link_blocks_no_service(
         if long and buffered < 0.5 * fault.down_s * FRAMES_PER_S:
             failures.append(f"{fault}: ingest buffered only {buffered:.0f} frames")
 
-    delivery = check_delivery(
-        client, keys, watch.snapshot(), seq_of, topic_root=topic_root, tag=tag
-    )
+    delivery = read_delivery(client, keys, watch.snapshot(), seq_of, tag)
+    check_delivery(client, keys, delivery, topic_root=topic_root, tag=tag)
     client.close()
     publisher = supervisor.current("publisher")
     lost = log_events(publisher, "mqtt_disconnected")
@@ -530,7 +491,7 @@ def test_a_silent_redis_link_blocks_no_service(
     print("  " + "\n  ".join(report))
 
     assert not failures, f"{tag} " + "; ".join(failures)
-    check_clean_exit(supervisor, list(SERVICES), tag)
+    check_clean_exit(supervisor, list(PIPELINE), tag)
     assert flow.delivered() == set(range(count)), "the line lost frames: ingest stopped reading"
     assert len(delivery.entries_per_seq) == count, (
         f"{tag} not accepted: {ranges(set(range(count)) - set(delivery.entries_per_seq))}"

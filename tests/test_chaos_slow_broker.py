@@ -24,7 +24,6 @@ outside the publisher:
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,29 +33,34 @@ import pytest
 
 from gateway_common.streams import PUBLISHER_GROUP, StreamKeys
 from gateway_devkit.bench.memory import memory_kb
-from gateway_devkit.modem_line import LINE_BYTES_PER_S, ModemLine
+from gateway_devkit.modem_line import ModemLine
 from gateway_devkit.processes import Supervisor
 from gateway_devkit.scrape import scrape
-from gateway_devkit.servers import free_port
 from gateway_devkit.tcp_proxy import Mode, TcpProxy
 from gateway_publisher.options import PublisherOptions
 
 from .delivery import (
+    FRAMES_PER_S,
+    PIPELINE,
+    WINDOW,
     PacedFlow,
     check_clean_exit,
     check_delivery,
+    group_state,
     log_events,
     pipeline_env,
+    pipeline_ports,
+    read_delivery,
     seq_of_alp,
+    start_pipeline,
     wait_drained,
+    watch_readings,
 )
-from .readings import frame_of, ranges
+from .readings import ranges
 from .seeds import scaled
-from .test_chaos import group_state
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from pathlib import Path
+    from collections.abc import Callable
 
     import redis
 
@@ -66,15 +70,8 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.chaos]
 
-SERVICES = {
-    "ingest": "gateway-ingest",
-    "decoder": "gateway-decoder",
-    "publisher": "gateway-publisher",
-}
-FRAMES_PER_S = LINE_BYTES_PER_S / len(frame_of(0))
 DELAY_S = 0.5
-WINDOW = 16
-"""GATEWAY_WINDOW_MESSAGES: at most WINDOW / DELAY_S = 32 messages a second through the delay."""
+"""With the publisher's WINDOW of 16: at most WINDOW / DELAY_S = 32 messages a second."""
 KEEPALIVE_S = 5
 READ_BATCH = PublisherOptions().read_batch
 PENDING_MAX = READ_BATCH + 2 * WINDOW
@@ -124,57 +121,37 @@ def histogram(metrics: Samples, name: str) -> dict[str, float]:
     return out
 
 
-@pytest.fixture
-def line() -> Iterator[ModemLine]:
-    pty = ModemLine(lossy=True)
-    yield pty
-    pty.close()
-
-
-@pytest.fixture
-def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir()
-    services = Supervisor(log_dir)
-    yield services
-    services.stop_all(signal.SIGKILL)
-
-
 def test_a_slow_broker_keeps_the_backlog_in_redis(
     private_redis: Callable[..., PrivateRedis],
-    private_broker: Callable[..., PrivateBroker],
-    line: ModemLine,
+    mosquitto: PrivateBroker,
+    paced_line: ModemLine,
     subscriber: Callable[..., MqttWatch],
     supervisor: Supervisor,
 ) -> None:
     count = scaled(2200, 12000)
     tag = f"[slow broker, {count} frames]"
-    redis_server, mosquitto = private_redis(), private_broker("max_queued_messages 0")
+    redis_server = private_redis()
     prefix = topic_root = "slow-broker"
     keys = StreamKeys(prefix)
-    watch_mqtt = subscriber("127.0.0.1", mosquitto.port, f"{topic_root}/#")
-    port = free_port()
+    watch_mqtt = watch_readings(subscriber, mosquitto, topic_root)
+    ports = pipeline_ports()
+    port = ports["publisher"]
     with TcpProxy("127.0.0.1", mosquitto.port) as proxy:
         proxy.delay_downstream(DELAY_S)
         supervisor.env = pipeline_env(
             redis_url=redis_server.url,
             mqtt_port=proxy.port,
-            line=line,
+            line=paced_line,
             prefix=prefix,
             topic_root=topic_root,
             KEEPALIVE_S=str(KEEPALIVE_S),
             WINDOW_MESSAGES=str(WINDOW),
             BACKLOG_INTERVAL_MS="500",
         )
-        for name, command in SERVICES.items():
-            extra = {"GATEWAY_METRICS_PORT": str(port)} if name == "publisher" else {}
-            supervisor.start_service(name, command, GATEWAY_CONSUMER_NAME=f"slow-{name}", **extra)
-        supervisor.wait_log("ingest", "serial_opened")
-        supervisor.wait_log("decoder", "decoder_started")
-        supervisor.wait_log("publisher", "mqtt_connected")
+        start_pipeline(supervisor, ports, consumer_prefix="slow-")
 
         stop = threading.Event()
-        flow = PacedFlow(line, count).start()
+        flow = PacedFlow(paced_line, count).start()
         samples = watch(
             supervisor.current("publisher").pid, redis_server.client, keys, flow.started_at, stop
         )
@@ -187,7 +164,7 @@ def test_a_slow_broker_keeps_the_backlog_in_redis(
         client = redis_server.client()
         seq_of = seq_of_alp(count)
         drained_s = wait_drained(
-            client, keys, line, watch_mqtt, seq_of, timeout_s=DRAIN_TIMEOUT_S, tag=tag,
+            client, keys, paced_line, watch_mqtt, seq_of, timeout_s=DRAIN_TIMEOUT_S, tag=tag,
             logs=supervisor.logs, accept_all=count,
         )  # fmt: skip
         time.sleep(1.0)  # a late repeat would arrive now
@@ -240,11 +217,10 @@ def test_a_slow_broker_keeps_the_backlog_in_redis(
     assert latency["count"] - latency["10.0"] > 0, f"{tag} no record waited 10 s: {latency}"
 
     # Nothing dropped, nothing repeated.
-    delivery = check_delivery(
-        client, keys, watch_mqtt.snapshot(), seq_of, topic_root=topic_root, tag=tag
-    )
+    delivery = read_delivery(client, keys, watch_mqtt.snapshot(), seq_of, tag)
+    check_delivery(client, keys, delivery, topic_root=topic_root, tag=tag)
     client.close()
-    check_clean_exit(supervisor, list(SERVICES), tag)
+    check_clean_exit(supervisor, list(PIPELINE), tag)
     assert flow.delivered() == set(range(count)), "the line lost frames: ingest stopped reading"
     assert len(delivery.entries_per_seq) == count, (
         f"{tag} not accepted: {ranges(set(range(count)) - set(delivery.entries_per_seq))}"
